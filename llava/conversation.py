@@ -295,3 +295,14 @@ conv_templates: dict[str, Conversation] = {
     "llava_llama_2": conv_llava_llama_2,
     "mpt": conv_mpt,
 }
+
+
+def template_for_version(version: str) -> Conversation:
+    """The template `--version` trains with, following upstream's quirks.
+
+    `v0` and `v0.5` only change the pad policy and keep the module default (vicuna_v1); unknown
+    names also fall back to vicuna_v1, as upstream does.
+    """
+    if version in ("v0", "v0.5") or version not in conv_templates:
+        return default_conversation
+    return conv_templates[version]

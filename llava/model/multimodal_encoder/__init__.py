@@ -1,0 +1,1 @@
+"""Vision encoders (towers) feeding the projector."""

@@ -1,0 +1,1 @@
+"""Projectors mapping vision features into the language model's embedding space."""
