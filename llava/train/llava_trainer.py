@@ -89,8 +89,6 @@ class LLaVATrainer(Trainer):
             checkpoint.save_lora_checkpoint(
                 model, output_dir, bias=self.lora_bias, is_main_process=self.args.should_save
             )
-        if self.args.should_save:
-            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
     def _get_output_dir(self, trial) -> str:
         return self._staging_run_dir or super()._get_output_dir(trial)

@@ -19,7 +19,10 @@ from llava.train.lora import assert_no_lora_in_multimodal_modules, build_lora_co
 logger = logging.getLogger(__name__)
 
 # Never quantized: the projector must stay a trainable nn.Linear, the tower is frozen full precision.
-QUANTIZATION_SKIP_MODULES = [MM_PROJECTOR_KEY, VISION_TOWER_KEY, "lm_head"]
+# transformers 5 matches skip names from the start of the module path or as a suffix, so upstream's
+# bare "mm_projector" misses "model.mm_projector.0"; the regex form matches at any depth. Giving any
+# skip list also drops transformers' default skip of `lm_head`, so it is listed explicitly.
+QUANTIZATION_SKIP_MODULES = [f".*{MM_PROJECTOR_KEY}", f".*{VISION_TOWER_KEY}", "lm_head"]
 
 
 def compute_dtype_for(*, fp16: bool, bf16: bool) -> torch.dtype:

@@ -1,0 +1,1 @@
+"""One LLaVA language-model family per module."""
