@@ -50,7 +50,5 @@ def load_llava_config(path: str | os.PathLike) -> LlavaConfig | LlavaMistralConf
             "transformers' own Llava classes."
         )
     if model_type not in CONFIG_CLASSES:
-        raise ValueError(
-            f"{config_file} has model_type {model_type!r}; supported: {sorted(CONFIG_CLASSES)}"
-        )
+        raise ValueError(f"{config_file} has model_type {model_type!r}; supported: {sorted(CONFIG_CLASSES)}")
     return CONFIG_CLASSES[model_type].from_pretrained(os.fspath(path))

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import initialization as hf_init
 
 from llava.constants import (
     DEFAULT_IM_END_TOKEN,
@@ -65,10 +66,15 @@ def load_pretrain_mm_adapter(projector: nn.Module, path: str | os.PathLike, proj
             f"pretrain_mm_mlp_adapter {os.fspath(path)!r} does not fit the {projector_type!r} projector: "
             f"expected {_describe(expected)}; the file has {_describe(found)}"
             + (f" (shape mismatch: {mismatched})" if mismatched else "")
-            + ". The adapter must come from a pretraining run with the same mm_projector_type, LLM and vision "
-            "tower (a 'linear' adapter has keys weight/bias, 'mlp2x_gelu' has 0.*/2.*)."
+            + ". The adapter must come from a pretraining run with the same mm_projector_type, LLM and "
+            "vision tower (a 'linear' adapter has keys weight/bias, 'mlp2x_gelu' has 0.*/2.*)."
         )
     projector.load_state_dict(found, strict=True)
+
+
+def _new_image_newline(hidden_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """Upstream's init for a new `image_newline`: N(0, 1/hidden_size)."""
+    return torch.randn(hidden_size, dtype=dtype) * hidden_size**-0.5
 
 
 class LlavaMetaModel:
@@ -80,8 +86,15 @@ class LlavaMetaModel:
             self.vision_tower = build_vision_tower(config, delay_load=True)
             self.mm_projector = build_vision_projector(config)
             if "unpad" in getattr(config, "mm_patch_merge_type", ""):
-                # Filled from the checkpoint (LLaVA-1.6 configs carry it).
-                self.image_newline = nn.Parameter(torch.empty(config.hidden_size, dtype=self.dtype))
+                # Normally filled from the checkpoint (LLaVA-1.6 carries it); see `_init_weights`.
+                self.image_newline = nn.Parameter(_new_image_newline(config.hidden_size, self.dtype))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # transformers initialises parameters missing from a checkpoint here; upstream left
+        # `image_newline` uninitialised (torch.empty), we give it the fresh-projector init instead.
+        super()._init_weights(module)
+        if module is self and getattr(self, "image_newline", None) is not None:
+            hf_init.normal_(self.image_newline, std=self.config.hidden_size**-0.5)
 
     def get_vision_tower(self) -> CLIPVisionTower | None:
         tower = getattr(self, "vision_tower", None)
@@ -105,9 +118,9 @@ class LlavaMetaModel:
         Sets `mm_vision_tower`, `use_mm_proj`, `mm_projector_type`, `mm_hidden_size`,
         `mm_vision_select_layer`, `mm_vision_select_feature`, `mm_patch_merge_type` on `self.config`.
         A tower already present (delay-loaded from a LLaVA config) is loaded in place if it is the
-        requested one, else replaced. An existing projector is kept (and made trainable again, in
-        case LoRA froze it); a new one is freshly initialised, then `pretrain_mm_mlp_adapter` (if
-        given) is loaded into it.
+        requested one, else replaced. An existing projector (from a LLaVA config) is kept and made
+        trainable again, in case LoRA froze it; it must be of the requested type. Otherwise a new one
+        is freshly initialised. Then `pretrain_mm_mlp_adapter` (if given) is loaded into it.
 
         Args:
             vision_tower: CLIP folder or name.
@@ -119,6 +132,14 @@ class LlavaMetaModel:
             fsdp: Keep the tower in a list so FSDP does not wrap it (upstream's trick).
         """
         config = self.config
+        vision_tower = os.fspath(vision_tower)
+        has_projector = getattr(self, "mm_projector", None) is not None
+        previous_type = getattr(config, "mm_projector_type", "linear")
+        if has_projector and previous_type != mm_projector_type:
+            raise ValueError(
+                f"The model already has a {previous_type!r} projector (from its config), but "
+                f"mm_projector_type={mm_projector_type!r} was requested; pass the checkpoint's type."
+            )
         config.mm_vision_tower = vision_tower
         config.mm_vision_select_layer = mm_vision_select_layer
         config.mm_vision_select_feature = mm_vision_select_feature
@@ -130,20 +151,23 @@ class LlavaMetaModel:
             tower.select_layer, tower.select_feature = mm_vision_select_layer, mm_vision_select_feature
         else:
             tower = build_vision_tower(config)
-        self.vision_tower = [tower] if fsdp else tower
+        if fsdp:
+            self._modules.pop("vision_tower", None)  # a registered child cannot be replaced by a list
+            self.vision_tower = [tower]
+        else:
+            self.vision_tower = tower
 
         config.use_mm_proj = True
         config.mm_projector_type = mm_projector_type
         config.mm_hidden_size = tower.hidden_size
         config.mm_patch_merge_type = mm_patch_merge_type
 
-        if getattr(self, "mm_projector", None) is None:
-            self.mm_projector = build_vision_projector(config)
-            if "unpad" in mm_patch_merge_type:
-                std = config.hidden_size**-0.5
-                self.image_newline = nn.Parameter(torch.randn(config.hidden_size, dtype=self.dtype) * std)
+        if has_projector:
+            self.mm_projector.requires_grad_(True)  # in case LoRA froze it
         else:
-            self.mm_projector.requires_grad_(True)
+            self.mm_projector = build_vision_projector(config)
+        if "unpad" in mm_patch_merge_type and getattr(self, "image_newline", None) is None:
+            self.image_newline = nn.Parameter(_new_image_newline(config.hidden_size, self.dtype))
 
         if pretrain_mm_mlp_adapter is not None:
             load_pretrain_mm_adapter(self.mm_projector, pretrain_mm_mlp_adapter, mm_projector_type)
@@ -267,7 +291,9 @@ class LlavaMetaForCausalLM(ABC):
             )
         else:
             inputs_embeds = self.get_model().embed_tokens(inputs)
-        return dict(kwargs, position_ids=position_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds)
+        return dict(
+            kwargs, position_ids=position_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds
+        )
 
     def initialize_vision_tokenizer(
         self,
@@ -291,7 +317,9 @@ class LlavaMetaForCausalLM(ABC):
             self.resize_token_embeddings(len(tokenizer), mean_resizing=False)
 
         if mm_use_im_start_end:
-            num_new = tokenizer.add_tokens([DEFAULT_IM_START_TOKEN, DEFAULT_IM_END_TOKEN], special_tokens=True)
+            num_new = tokenizer.add_tokens(
+                [DEFAULT_IM_START_TOKEN, DEFAULT_IM_END_TOKEN], special_tokens=True
+            )
             self.resize_token_embeddings(len(tokenizer), mean_resizing=False)
             input_rows = self.get_input_embeddings().weight.data
             output_rows = self.get_output_embeddings().weight.data
@@ -312,7 +340,9 @@ class LlavaMetaForCausalLM(ABC):
         key = "model.embed_tokens.weight"
         saved = load_mm_file(path)
         if key not in saved:
-            raise ValueError(f"pretrain_mm_mlp_adapter {path!r} has no {key!r} (needed for mm_use_im_start_end)")
+            raise ValueError(
+                f"pretrain_mm_mlp_adapter {path!r} has no {key!r} (needed for mm_use_im_start_end)"
+            )
         if num_new != 2:
             raise ValueError(f"Expected 2 new image start/end tokens, the tokenizer added {num_new}")
         rows = saved[key]

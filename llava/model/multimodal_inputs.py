@@ -12,8 +12,8 @@ For every sample of a batch:
   restart at 0 for every sample.
 
 Instead of looping over samples, every token gets a width (1 for text, N_i for an image placeholder,
-0 for padding); a cumulative sum of the widths gives each token's output offset, and text embeddings
-and image feature rows are scattered there in one `index_put` each.
+0 for padding); a cumulative sum of the widths gives each token's output offset, and the text
+embeddings and image feature rows are written there with one `index_put_` each.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def _feature_rows(image_features: Sequence[torch.Tensor] | torch.Tensor) -> tupl
     """Flatten per-image features into rows. Returns ((R, D) rows, (num_images,) row counts)."""
     if isinstance(image_features, torch.Tensor):
         if image_features.ndim != 3:
-            raise ValueError(f"image_features must be (num_images, N, D), got shape {tuple(image_features.shape)}")
+            raise ValueError(
+                f"image_features must be (num_images, N, D), got shape {tuple(image_features.shape)}"
+            )
         num, tokens, dim = image_features.shape
         lengths = torch.full((num,), tokens, dtype=torch.long, device=image_features.device)
         return image_features.reshape(num * tokens, dim), lengths
@@ -64,11 +66,11 @@ def _check_image_count(tokens_per_sample: torch.Tensor, consumed: torch.Tensor, 
     counts = tokens_per_sample.tolist()
     if num_images < required:
         sample = int(torch.nonzero(consumed.cumsum(0) > num_images)[0])
-        where = (
-            f"batch index {sample} (with {counts[sample]} image tokens) needs image #{int(consumed[: sample + 1].sum())}"
-        )
+        needed = int(consumed[: sample + 1].sum())
+        where = f"batch index {sample} (with {counts[sample]} image tokens) needs image #{needed}"
     else:
-        where = f"{num_images - required} image(s) left over after the last sample (batch index {len(counts) - 1})"
+        extra = num_images - required
+        where = f"{extra} image(s) left over after the last sample (batch index {len(counts) - 1})"
     raise ValueError(
         f"Image count mismatch: the batch has {sum(counts)} image tokens ({IMAGE_TOKEN_INDEX}) per sample "
         f"{counts}, which need {required} images (one per image token, plus one dummy image per text-only "
@@ -150,19 +152,23 @@ def prepare_inputs_labels_for_multimodal(
     ph_b, ph_t = is_image.nonzero(as_tuple=True)
     image_sample[token_image[ph_b, ph_t]] = ph_b
     image_start[token_image[ph_b, ph_t]] = start[ph_b, ph_t]
-    row_image = torch.repeat_interleave(torch.arange(num_images, device=device), row_counts)  # (R,)
+    row_image = torch.repeat_interleave(
+        torch.arange(num_images, device=device), row_counts, output_size=rows.shape[0]
+    )  # (R,)
     row_in_image = torch.arange(rows.shape[0], device=device) - (row_counts.cumsum(0) - row_counts)[row_image]
     row_b = image_sample[row_image]
     row_dest = image_start[row_image] + row_in_image
-    # Dummy images (row_b == -1) and rows cut by max_length are not placed, but `rows[row_ok]` still
-    # reads from every image's features, keeping the tower/projector in the graph.
     row_ok = (row_b >= 0) & (row_dest < length[row_b.clamp(min=0)])
 
     dtype = torch.promote_types(text_embeds.dtype, rows.dtype)
+    # In-place writes into a fresh buffer (autograd records them; no extra (B, L, D) copy).
     embeds = torch.zeros(batch, out_len, rows.shape[-1], dtype=dtype, device=device)
-    embeds = embeds.index_put((text_b, text_dest + shift[text_b]), text_embeds.to(dtype))
+    embeds.index_put_((text_b, text_dest + shift[text_b]), text_embeds.to(dtype))
+    # Dummy images (row_b == -1) and rows cut by max_length are not placed; selecting the placed rows
+    # from `rows` still keeps every image's features (and the tower/projector) in the graph.
+    placed = rows if bool(row_ok.all()) else rows[row_ok]
     row_b, row_dest = row_b[row_ok], row_dest[row_ok]
-    embeds = embeds.index_put((row_b, row_dest + shift[row_b]), rows[row_ok].to(dtype))
+    embeds.index_put_((row_b, row_dest + shift[row_b]), placed.to(dtype))
 
     content_pos = torch.arange(out_len, device=device)[None, :] - shift[:, None]  # (B, L)
     inside = (content_pos >= 0) & (content_pos < length[:, None])

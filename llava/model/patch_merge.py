@@ -90,8 +90,8 @@ def _merge_spatial(
     side = patches_per_side
     if side * side != base.shape[0]:
         raise ValueError(
-            f"Image {index}: base crop has {base.shape[0]} tokens but the tower gives {side}x{side}={side * side} "
-            "patches; spatial merging needs mm_vision_select_feature='patch'."
+            f"Image {index}: base crop has {base.shape[0]} tokens but the tower gives "
+            f"{side}x{side}={side * side} patches; spatial merging needs mm_vision_select_feature='patch'."
         )
     if image_aspect_ratio != "anyres":
         raise NotImplementedError(
@@ -104,8 +104,8 @@ def _merge_spatial(
     grid = crops[1:]
     if grid.shape[0] != grid_w * grid_h:
         raise ValueError(
-            f"Image {index} of size {tuple(image_size)}: {grid.shape[0]} grid crops, but image_grid_pinpoints "
-            f"give a {grid_w}x{grid_h} grid"
+            f"Image {index} of size {tuple(image_size)}: {grid.shape[0]} grid crops, but "
+            f"image_grid_pinpoints give a {grid_w}x{grid_h} grid"
         )
     grid = grid.view(grid_h, grid_w, side, side, -1)  # (gh, gw, h, w, C)
     if unpad:
@@ -147,7 +147,9 @@ def merge_patch_features(
     if merge_type == "flat":
         return [f.flatten(0, 1) for f in features]
     if not merge_type.startswith("spatial"):
-        raise ValueError(f"Unexpected mm_patch_merge_type {merge_type!r}; expected flat, spatial or spatial_unpad")
+        raise ValueError(
+            f"Unexpected mm_patch_merge_type {merge_type!r}; expected flat, spatial or spatial_unpad"
+        )
     unpad = "unpad" in merge_type
     if unpad and image_newline is None:
         raise ValueError(f"mm_patch_merge_type {merge_type!r} needs the model's image_newline parameter")

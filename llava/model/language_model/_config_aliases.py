@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def normalize_model_type(config_dict: dict[str, Any], model_type: str, aliases: tuple[str, ...]) -> dict[str, Any]:
+def normalize_model_type(
+    config_dict: dict[str, Any], model_type: str, aliases: tuple[str, ...]
+) -> dict[str, Any]:
     """Rewrite `config_dict["model_type"]` to `model_type` when it is one of `aliases`.
 
     Upstream v1.5 checkpoints say `"llava"` (a name transformers gives its own llava-hf models) and

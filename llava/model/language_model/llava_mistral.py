@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
+from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, MistralConfig, MistralForCausalLM, MistralModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.mistral.modeling_mistral import MistralPreTrainedModel
-from torch import nn
 
 from llava.model.language_model._config_aliases import normalize_model_type
 from llava.model.llava_arch import LlavaMetaForCausalLM, LlavaMetaModel
@@ -28,9 +28,10 @@ class LlavaMistralConfig(MistralConfig):
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
         return normalize_model_type(config_dict, cls.model_type, cls.accepted_model_types), kwargs
 
-    @classmethod
-    def from_dict(cls, config_dict: dict[str, Any], **kwargs):
-        return super().from_dict(normalize_model_type(config_dict, cls.model_type, cls.accepted_model_types), **kwargs)
+    def __post_init__(self, **kwargs):
+        # A `model_type` kwarg (e.g. "llava" or "llama" from a loaded dict) would shadow the class's.
+        kwargs.pop("model_type", None)
+        super().__post_init__(**kwargs)
 
 
 class LlavaMistralModel(LlavaMetaModel, MistralModel):

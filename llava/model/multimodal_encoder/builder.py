@@ -21,8 +21,10 @@ def build_vision_tower(config: Any, **kwargs: Any) -> CLIPVisionTower:
 
     Raises:
         ValueError: naming the value when the tower is not recognised.
+        NotImplementedError: for S2 (multi-scale) towers (`s2: true` in the config).
     """
     name = getattr(config, "mm_vision_tower", getattr(config, "vision_tower", None))
+    name = None if name is None else os.fspath(name)
     is_known = name is not None and (
         os.path.exists(name) or name.startswith(("openai", "laion")) or "ShareGPT4V" in name
     )
@@ -31,6 +33,8 @@ def build_vision_tower(config: Any, **kwargs: Any) -> CLIPVisionTower:
             f"Unknown vision tower {name!r}: expected an existing local path, or a name starting with "
             "'openai'/'laion' or containing 'ShareGPT4V'."
         )
+    if getattr(config, "s2", False):
+        raise NotImplementedError(f"S2 (multi-scale) vision towers are not supported (tower {name!r})")
     return CLIPVisionTower(
         name,
         select_layer=getattr(config, "mm_vision_select_layer", -1),

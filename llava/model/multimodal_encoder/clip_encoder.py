@@ -4,15 +4,46 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+from transformers import AutoImageProcessor, CLIPVisionConfig, CLIPVisionModel
+from transformers.image_processing_utils import BaseImageProcessor
 
 _SELECT_FEATURES = ("patch", "cls_patch")
 
 
-class CLIPVisionTower(nn.Module):
-    """A frozen `CLIPVisionModel` returning the hidden states of one layer.
+class CLIPVisionModelV4Layout(nn.Module):
+    """A `CLIPVisionModel` kept under `.vision_model`, the module layout of transformers 4.
 
-    The wrapped model lives in `self.vision_tower`, so inside a LLaVA model the parameter names are
+    transformers 5 flattened `CLIPVisionModel` (its parameters are `embeddings.*`, `encoder.*`), but
+    upstream LLaVA checkpoints name the tower `…vision_tower.vision_model.embeddings.*`. Holding the
+    model one level down keeps the parameter names, and hence every saved key, byte-identical to
+    upstream's without relying on transformers' load-time renaming.
+    """
+
+    def __init__(self, vision_model: CLIPVisionModel) -> None:
+        super().__init__()
+        self.vision_model = vision_model
+
+    def forward(self, pixel_values: torch.Tensor, **kwargs):
+        return self.vision_model(pixel_values, **kwargs)
+
+    @property
+    def config(self) -> CLIPVisionConfig:
+        return self.vision_model.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vision_model.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.vision_model.device
+
+
+class CLIPVisionTower(nn.Module):
+    """A frozen CLIP vision model returning the hidden states of one layer.
+
+    `self.vision_tower` is a `CLIPVisionModelV4Layout` (the `CLIPVisionModel` is
+    `self.vision_tower.vision_model`), so inside a LLaVA model the parameter names are
     `model.vision_tower.vision_tower.vision_model.…` exactly as upstream's checkpoints have them.
 
     Args:
@@ -34,12 +65,14 @@ class CLIPVisionTower(nn.Module):
     ) -> None:
         super().__init__()
         if select_feature not in _SELECT_FEATURES:
-            raise ValueError(f"Unexpected mm_vision_select_feature {select_feature!r}; expected one of {_SELECT_FEATURES}")
+            raise ValueError(
+                f"Unexpected mm_vision_select_feature {select_feature!r}; expected one of {_SELECT_FEATURES}"
+            )
         self.is_loaded = False
         self.vision_tower_name = vision_tower
         self.select_layer = select_layer
         self.select_feature = select_feature
-        self._image_processor: CLIPImageProcessor | None = None
+        self._image_processor: BaseImageProcessor | None = None
         self.cfg_only: CLIPVisionConfig | None = None
         if delay_load:
             self.cfg_only = CLIPVisionConfig.from_pretrained(vision_tower)
@@ -47,15 +80,17 @@ class CLIPVisionTower(nn.Module):
             self.load_model()
 
     def load_model(self, device_map=None) -> None:
-        """Load the image processor and the frozen vision model (no-op when already loaded).
+        """Load the CLIP image processor and the frozen vision model (no-op when already loaded).
 
         Args:
             device_map: Forwarded to `CLIPVisionModel.from_pretrained`.
         """
         if self.is_loaded:
             return
-        self._image_processor = CLIPImageProcessor.from_pretrained(self.vision_tower_name)
-        self.vision_tower = CLIPVisionModel.from_pretrained(self.vision_tower_name, device_map=device_map)
+        # AutoImageProcessor picks the CLIP processor backend that is installed (PIL without torchvision).
+        self._image_processor = AutoImageProcessor.from_pretrained(self.vision_tower_name)
+        model = CLIPVisionModel.from_pretrained(self.vision_tower_name, device_map=device_map)
+        self.vision_tower = CLIPVisionModelV4Layout(model)
         self.vision_tower.requires_grad_(False)
         self.is_loaded = True
 
@@ -93,7 +128,7 @@ class CLIPVisionTower(nn.Module):
         return self._encode(images)
 
     @property
-    def image_processor(self) -> CLIPImageProcessor:
+    def image_processor(self) -> BaseImageProcessor:
         self._require_loaded("image_processor")
         return self._image_processor
 
