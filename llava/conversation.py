@@ -154,10 +154,12 @@ def _prepare_served_image(image, mode: str):
         image = image.resize((336, 336))
     elif mode not in ("Crop", "Default"):
         raise ValueError(f"Invalid image_process_mode: {mode}")
-    # Cap the shortest edge at 400 px and the longest at 800 px, keeping the aspect ratio.
+    # Large uploads are scaled down to at most 1344 px on the long side and 672 px on the short one.
     width, height = image.size
+    if max(width, height) <= 1344:
+        return image
     aspect = max(width, height) / min(width, height)
-    shortest = int(min(800 / aspect, 400, min(width, height)))
+    shortest = int(min(1344 / aspect, 672, min(width, height)))
     longest = int(shortest * aspect)
     return image.resize((shortest, longest) if height > width else (longest, shortest))
 

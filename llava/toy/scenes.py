@@ -34,13 +34,13 @@ COUNTS = (1, 2, 3, 4)
 ATTRIBUTES = ("color", "shape", "position", "count")
 
 # Where the centre of a group goes (x, y in pixels of the final image).
+PATCH = 8
 _ANCHORS = MappingProxyType(
-    {"left": (15.0, 32.0), "right": (49.0, 32.0), "top": (32.0, 15.0), "bottom": (32.0, 49.0), "center": (32.0, 32.0)}
+    {"left": (16.0, 32.0), "right": (48.0, 32.0), "top": (32.0, 16.0), "bottom": (32.0, 48.0), "center": (32.0, 32.0)}
 )
-_ANCHOR_JITTER = 3.0
-_MARGIN = 2.0
+_POINT_JITTER = 1.0
 # Shape size (px) shrinks with the count so that four copies still fit in one region.
-_SIZE_RANGE = MappingProxyType({1: (15, 19), 2: (12, 15), 3: (11, 13), 4: (10, 12)})
+_SIZE_RANGE = MappingProxyType({1: (15, 19), 2: (11, 13), 3: (11, 13), 4: (10, 12)})
 _COLOR_JITTER = 12
 
 # Unit offsets (in multiples of the spacing) of each arrangement around the group centre.
@@ -121,17 +121,15 @@ def _layout(
 ) -> tuple[float, tuple[tuple[float, float], ...]]:
     low, high = _SIZE_RANGE[count]
     size = float(rng.uniform(low, high))
-    spacing = size + float(rng.uniform(2.5, 4.5))
     names = _allowed_arrangements(position, count)
     offsets = np.asarray(_ARRANGEMENTS[names[int(rng.integers(len(names)))]])
-    points = offsets * spacing + rng.uniform(-0.8, 0.8, size=offsets.shape)
-    center = np.asarray(_ANCHORS[position]) + rng.uniform(-_ANCHOR_JITTER, _ANCHOR_JITTER, size=2)
-    points = points + center
-    # Shift the whole group inside the canvas (never scale it: sizes stay comparable across images).
-    half = size / 2 + _MARGIN
-    low_shift = np.maximum(half - points.min(axis=0), 0.0)
-    high_shift = np.minimum(IMAGE_SIZE - half - points.max(axis=0), 0.0)
-    points = points + low_shift + high_shift
+    # Centres sit on patch corners (multiples of PATCH): every copy of a shape is cut into the same
+    # four quarters by the vision tower's patch grid, whatever the arrangement.
+    points = offsets * (2 * PATCH) + np.asarray(_ANCHORS[position])
+    low_ok = PATCH - points.min(axis=0)
+    high_ok = IMAGE_SIZE - PATCH - points.max(axis=0)
+    points = points + np.maximum(low_ok, 0) + np.minimum(high_ok, 0)
+    points = points + rng.uniform(-_POINT_JITTER, _POINT_JITTER, size=points.shape)
     return size, tuple((float(x), float(y)) for x, y in points)
 
 

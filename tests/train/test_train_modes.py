@@ -14,22 +14,11 @@ from safetensors.torch import load_file
 
 from llava.model.builder import load_pretrained_model
 from llava.train.train import train
-from tests.train.conftest import recipe_args
+from llava.demo.recipes import toy_recipe as recipe_args
+from tests.train.helpers import fixed_batch, logits_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINER_FILES = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"}
-
-
-def fixed_batch(trainer, n: int = 4) -> dict:
-    """A deterministic training batch (images included) from the trainer's own dataset and collator."""
-    return trainer.data_collator([trainer.train_dataset[i] for i in range(n)])
-
-
-@torch.no_grad()
-def logits_of(model, batch) -> torch.Tensor:
-    model.eval()
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
-    return model(**inputs).logits.float()
 
 
 def files_in(path: Path) -> set[str]:
