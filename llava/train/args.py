@@ -42,7 +42,9 @@ class ModelArguments:
     )
     tune_mm_mlp_adapter: bool = field(
         default=False,
-        metadata={"help": "Projector pretraining: train only the multimodal projector; saves mm_projector.bin."},
+        metadata={
+            "help": "Projector pretraining: train only the multimodal projector; saves mm_projector.bin."
+        },
     )
     vision_tower: str | None = field(
         default=None, metadata={"help": "CLIP vision tower (folder or hub id). None trains a text-only LM."}
@@ -51,7 +53,8 @@ class ModelArguments:
         default=-1, metadata={"help": "Vision tower hidden layer whose features are used (-2 in LLaVA-1.5)."}
     )
     pretrain_mm_mlp_adapter: str | None = field(
-        default=None, metadata={"help": "mm_projector.bin from a pretraining run to initialise the projector."}
+        default=None,
+        metadata={"help": "mm_projector.bin from a pretraining run to initialise the projector."},
     )
     mm_projector_type: str | None = field(
         default="linear", metadata={"help": "Projector: linear, mlp{N}x_gelu (e.g. mlp2x_gelu), identity."}
@@ -63,7 +66,8 @@ class ModelArguments:
         default=True, metadata={"help": "Add the <im_patch> token to the vocabulary (scripts pass False)."}
     )
     mm_patch_merge_type: str | None = field(
-        default="flat", metadata={"help": "How image patch features are merged: flat, spatial, spatial_unpad."}
+        default="flat",
+        metadata={"help": "How image patch features are merged: flat, spatial, spatial_unpad."},
     )
     mm_vision_select_feature: str | None = field(
         default="patch", metadata={"help": "patch (drop CLS) or cls_patch (keep CLS)."}
@@ -72,17 +76,23 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    data_path: str | None = field(default=None, metadata={"help": "Training data: a JSON list in LLaVA's format."})
+    data_path: str | None = field(
+        default=None, metadata={"help": "Training data: a JSON list in LLaVA's format."}
+    )
     lazy_preprocess: bool = field(
         default=False, metadata={"help": "Accepted for compatibility; preprocessing is always lazy."}
     )
     is_multimodal: bool = field(
         default=False, metadata={"help": "Set automatically when a vision tower is given."}
     )
-    image_folder: str | None = field(default=None, metadata={"help": "Folder the samples' `image` paths are relative to."})
+    image_folder: str | None = field(
+        default=None, metadata={"help": "Folder the samples' `image` paths are relative to."}
+    )
     image_aspect_ratio: str = field(
         default="square",
-        metadata={"help": "square (processor resize + centre crop) or pad (pad to square with the mean colour)."},
+        metadata={
+            "help": "square (processor resize + centre crop) or pad (pad to square with the mean colour)."
+        },
     )
 
 
@@ -91,12 +101,16 @@ class TrainingArguments(transformers.TrainingArguments):
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for downloaded models."})
     optim: str = field(default="adamw_torch", metadata={"help": "Optimizer (HF Trainer names)."})
     remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Must stay False: the collator's `images` column is used by the model."}
+        default=False,
+        metadata={"help": "Must stay False: the collator's `images` column is used by the model."},
     )
     freeze_mm_mlp_adapter: bool = field(default=False, metadata={"help": "Keep the projector frozen."})
-    mpt_attn_impl: str | None = field(default="triton", metadata={"help": "MPT attention implementation (MPT only)."})
+    mpt_attn_impl: str | None = field(
+        default="triton", metadata={"help": "MPT attention implementation (MPT only)."}
+    )
     model_max_length: int = field(
-        default=512, metadata={"help": "Maximum sequence length; sequences are right-padded and truncated to it."}
+        default=512,
+        metadata={"help": "Maximum sequence length; sequences are right-padded and truncated to it."},
     )
     double_quant: bool = field(
         default=True, metadata={"help": "Compress the quantization statistics through double quantization."}
@@ -108,7 +122,9 @@ class TrainingArguments(transformers.TrainingArguments):
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     lora_weight_path: str = field(default="", metadata={"help": "Unused (kept for upstream compatibility)."})
-    lora_bias: str = field(default="none", metadata={"help": "Which biases LoRA trains: none, all, lora_only."})
+    lora_bias: str = field(
+        default="none", metadata={"help": "Which biases LoRA trains: none, all, lora_only."}
+    )
     mm_projector_lr: float | None = field(
         default=None, metadata={"help": "Learning rate of the projector (defaults to --learning_rate)."}
     )
@@ -135,7 +151,9 @@ class ArgumentError(ValueError):
     """Contradictory or invalid command-line settings, found before any model is loaded."""
 
 
-def validate_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> None:
+def validate_arguments(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> None:
     """Reject contradictory settings up front, naming the flags involved.
 
     Raises:
@@ -146,12 +164,14 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise ArgumentError("Invalid arguments:\n  - " + "\n  - ".join(problems))
 
 
-def _argument_problems(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments):
+def _argument_problems(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+):
     t = training_args
     if t.bits not in (4, 8, 16):
         yield f"--bits must be 4, 8 or 16, got {t.bits}."
     if t.bits in (4, 8) and not (t.lora_enable or model_args.tune_mm_mlp_adapter):
-        yield f"--bits {t.bits} quantizes the language model, which cannot be trained directly: add --lora_enable True."
+        yield f"--bits {t.bits} quantizes the language model, which cannot train directly: add --lora_enable True."
     if t.quant_type not in ("nf4", "fp4"):
         yield f"--quant_type must be nf4 or fp4, got {t.quant_type!r}."
     if t.lora_bias not in ("none", "all", "lora_only"):
@@ -159,13 +179,14 @@ def _argument_problems(model_args: ModelArguments, data_args: DataArguments, tra
     if model_args.tune_mm_mlp_adapter and t.freeze_mm_mlp_adapter:
         yield "--tune_mm_mlp_adapter True and --freeze_mm_mlp_adapter True leave nothing to train."
     if model_args.tune_mm_mlp_adapter and t.lora_enable:
-        yield "--tune_mm_mlp_adapter True trains only the projector; it cannot be combined with --lora_enable True."
+        yield "--tune_mm_mlp_adapter True trains only the projector; it excludes --lora_enable True."
     if model_args.tune_mm_mlp_adapter and model_args.mm_use_im_start_end:
         yield "--mm_use_im_start_end True is not supported with --tune_mm_mlp_adapter True (as upstream)."
     if model_args.mm_projector_type and not PROJECTOR_TYPE_PATTERN.match(model_args.mm_projector_type):
-        yield f"--mm_projector_type must be linear, identity or mlp{{N}}x_gelu, got {model_args.mm_projector_type!r}."
+        yield f"--mm_projector_type must be linear, identity or mlpNx_gelu, got {model_args.mm_projector_type!r}."
     if model_args.mm_vision_select_feature not in ("patch", "cls_patch"):
-        yield f"--mm_vision_select_feature must be patch or cls_patch, got {model_args.mm_vision_select_feature!r}."
+        feature = model_args.mm_vision_select_feature
+        yield f"--mm_vision_select_feature must be patch or cls_patch, got {feature!r}."
     if data_args.image_aspect_ratio not in ("square", "pad"):
         yield (
             f"--image_aspect_ratio {data_args.image_aspect_ratio!r} is not supported for training "

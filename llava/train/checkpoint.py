@@ -48,7 +48,7 @@ def projector_keys(use_im_start_end: bool) -> tuple[str, ...]:
 
 
 def gather_state_dict(named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> dict[str, torch.Tensor]:
-    """Full CPU copies of the given parameters, gathering ZeRO-3 partitions (collective: call on all ranks)."""
+    """Full CPU copies of the parameters, gathering ZeRO-3 partitions (collective: call on all ranks)."""
     named_params = list(named_params)
     partitioned = [p for _, p in named_params if hasattr(p, "ds_id")]
     with _gathered(partitioned):
@@ -82,7 +82,9 @@ def lora_state_dict(model: torch.nn.Module, bias: str) -> dict[str, torch.Tensor
     elif bias == "lora_only":
         # Biases of the layers that carry LoRA (upstream's version of this branch was broken).
         lora_layers = {n.split(".lora_")[0] for n in named if "lora_" in n}
-        selected = [n for n in named if "lora_" in n or (n.endswith(".bias") and n[: -len(".bias")] in lora_layers)]
+        selected = [
+            n for n in named if "lora_" in n or (n.endswith(".bias") and n[: -len(".bias")] in lora_layers)
+        ]
     else:
         raise ValueError(f"Unknown --lora_bias {bias!r}: expected none, all or lora_only.")
     return gather_state_dict((n, named[n]) for n in selected)
@@ -90,7 +92,9 @@ def lora_state_dict(model: torch.nn.Module, bias: str) -> dict[str, torch.Tensor
 
 def non_lora_trainables_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Trainable parameters outside LoRA (in practice the projector), keyed by their PeftModel names."""
-    return gather_state_dict((n, p) for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n)
+    return gather_state_dict(
+        (n, p) for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n
+    )
 
 
 def atomic_torch_save(obj, path: str) -> None:
@@ -129,7 +133,9 @@ def save_projector_checkpoint(
         atomic_torch_save(state, os.path.join(output_dir, MM_PROJECTOR_FILE))
 
 
-def save_lora_checkpoint(model: torch.nn.Module, output_dir: str, *, bias: str, is_main_process: bool) -> None:
+def save_lora_checkpoint(
+    model: torch.nn.Module, output_dir: str, *, bias: str, is_main_process: bool
+) -> None:
     """LoRA output: config, adapter (peft's files) and `non_lora_trainables.bin`. Call on every rank."""
     lora_state = lora_state_dict(model, bias)
     non_lora_state = non_lora_trainables_state_dict(model)
@@ -163,7 +169,9 @@ def _load_named_tensors(model: torch.nn.Module, state: dict[str, torch.Tensor], 
         for name, tensor in state.items():
             param = params[name]
             if param.shape != tensor.shape:
-                raise ValueError(f"{source}: {name} has shape {tuple(tensor.shape)}, the model {tuple(param.shape)}")
+                raise ValueError(
+                    f"{source}: {name} has shape {tuple(tensor.shape)}, the model {tuple(param.shape)}"
+                )
             with torch.no_grad():
                 param.copy_(tensor.to(param.dtype))
 

@@ -30,7 +30,9 @@ class LLaVATrainer(Trainer):
         use_im_start_end: whether `<im_start>`/`<im_end>` embeddings are trained and saved with the projector.
     """
 
-    def __init__(self, *args, save_mode: SaveMode, lora_bias: str = "none", use_im_start_end: bool = False, **kwargs):
+    def __init__(
+        self, *args, save_mode: SaveMode, lora_bias: str = "none", use_im_start_end: bool = False, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.save_mode = save_mode
         self.lora_bias = lora_bias
@@ -47,7 +49,9 @@ class LLaVATrainer(Trainer):
             self.args.train_batch_size,
             world_size=self.args.world_size * self.args.gradient_accumulation_steps,
             lengths=dataset.modality_lengths,
-            generator=_seeded_generator(self.args.data_seed if self.args.data_seed is not None else self.args.seed),
+            generator=_seeded_generator(
+                self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            ),
             group_by_modality=True,
         )
 
@@ -61,7 +65,7 @@ class LLaVATrainer(Trainer):
         return self.optimizer
 
     def parameter_groups(self, model: nn.Module) -> list[dict]:
-        """Upstream's four groups: (projector or not) × (weight decay or not); the projector gets its own lr."""
+        """Upstream's four groups: (projector or not) × (weight decay or not); projector at its own lr."""
         decay = set(self.get_decay_parameter_names(model))
         groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
         for name, param in model.named_parameters():
@@ -83,7 +87,10 @@ class LLaVATrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
         if self.save_mode is SaveMode.PROJECTOR:
             checkpoint.save_projector_checkpoint(
-                model, output_dir, use_im_start_end=self.use_im_start_end, is_main_process=self.args.should_save
+                model,
+                output_dir,
+                use_im_start_end=self.use_im_start_end,
+                is_main_process=self.args.should_save,
             )
         else:
             checkpoint.save_lora_checkpoint(

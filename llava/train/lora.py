@@ -53,6 +53,8 @@ def build_lora_config(model: torch.nn.Module, *, r: int, alpha: int, dropout: fl
 
 def assert_no_lora_in_multimodal_modules(model: torch.nn.Module) -> None:
     """Fail loudly if an adapter ever landed in the vision tower, projector or resampler."""
-    misplaced = [name for name, _ in model.named_parameters() if "lora_" in name and is_multimodal_module(name)]
+    misplaced = [
+        name for name, _ in model.named_parameters() if "lora_" in name and is_multimodal_module(name)
+    ]
     if misplaced:
         raise RuntimeError(f"LoRA adapters were injected into multimodal modules: {misplaced[:5]}")

@@ -98,7 +98,9 @@ def _llava_class_for(model_name_or_path: str):
     )
 
 
-def prepare_for_kbit_training(model: PreTrainedModel, *, compute_dtype: torch.dtype, gradient_checkpointing: bool):
+def prepare_for_kbit_training(
+    model: PreTrainedModel, *, compute_dtype: torch.dtype, gradient_checkpointing: bool
+):
     """peft's k-bit preparation (norms to fp32, input grads for checkpointing), as upstream."""
     from peft import prepare_model_for_kbit_training
 
@@ -107,12 +109,19 @@ def prepare_for_kbit_training(model: PreTrainedModel, *, compute_dtype: torch.dt
 
 
 def enable_input_grads_for_checkpointing(model: PreTrainedModel) -> None:
-    """With gradient checkpointing and a frozen embedding, inputs must require grad for backward to reach LoRA."""
+    """With checkpointing and frozen embeddings, inputs must require grad for backward to reach LoRA."""
     model.enable_input_require_grads()
 
 
 def add_lora(
-    model: PreTrainedModel, *, r: int, alpha: int, dropout: float, bias: str, bits: int, compute_dtype: torch.dtype
+    model: PreTrainedModel,
+    *,
+    r: int,
+    alpha: int,
+    dropout: float,
+    bias: str,
+    bits: int,
+    compute_dtype: torch.dtype,
 ):
     """Inject LoRA into the language model's linear layers (never the multimodal modules)."""
     from peft import get_peft_model
@@ -135,7 +144,9 @@ def load_training_tokenizer(
     return tokenizer, added
 
 
-def resize_embeddings_for_new_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, added: int) -> None:
+def resize_embeddings_for_new_tokens(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, added: int
+) -> None:
     """Grow the embeddings for `added` new tokens, initialising the new rows to the mean of the old ones."""
     if added <= 0:
         return
@@ -172,9 +183,9 @@ def fix_kbit_dtypes(model: PreTrainedModel, *, bf16: bool) -> None:
             module.to(torch.bfloat16)
         if "norm" in name:
             module.to(torch.float32)
-        if ("lm_head" in name or "embed_tokens" in name) and hasattr(module, "weight"):
-            if bf16 and module.weight.dtype == torch.float32:
-                module.to(torch.bfloat16)
+        is_embedding = ("lm_head" in name or "embed_tokens" in name) and hasattr(module, "weight")
+        if is_embedding and bf16 and module.weight.dtype == torch.float32:
+            module.to(torch.bfloat16)
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

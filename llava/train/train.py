@@ -38,7 +38,10 @@ def save_mode_for(model_args: ModelArguments, training_args: TrainingArguments) 
 
 
 def build_model_and_tokenizer(
-    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, attn_implementation=None
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    attn_implementation=None,
 ):
     """Upstream's model set-up sequence; returns (model, tokenizer, image_processor or None)."""
     t = training_args
@@ -66,12 +69,19 @@ def build_model_and_tokenizer(
     if t.lora_enable:
         # Before the vision tower exists, as upstream (and LoRA targets exclude it by path anyway).
         model = model_setup.add_lora(
-            model, r=t.lora_r, alpha=t.lora_alpha, dropout=t.lora_dropout, bias=t.lora_bias, bits=t.bits,
+            model,
+            r=t.lora_r,
+            alpha=t.lora_alpha,
+            dropout=t.lora_dropout,
+            bias=t.lora_bias,
+            bits=t.bits,
             compute_dtype=compute_dtype,
         )
 
     tokenizer, added = model_setup.load_training_tokenizer(
-        model_args.model_name_or_path, model_max_length=t.model_max_length, version=model_args.version,
+        model_args.model_name_or_path,
+        model_max_length=t.model_max_length,
+        version=model_args.version,
         cache_dir=t.cache_dir,
     )
     model_setup.resize_embeddings_for_new_tokens(model, tokenizer, added)
