@@ -171,7 +171,7 @@ def _argument_problems(
     if t.bits not in (4, 8, 16):
         yield f"--bits must be 4, 8 or 16, got {t.bits}."
     if t.bits in (4, 8) and not (t.lora_enable or model_args.tune_mm_mlp_adapter):
-        yield f"--bits {t.bits} quantizes the language model, which cannot train directly: add --lora_enable True."
+        yield f"--bits {t.bits} quantizes the language model, which cannot train: add --lora_enable True."
     if t.quant_type not in ("nf4", "fp4"):
         yield f"--quant_type must be nf4 or fp4, got {t.quant_type!r}."
     if t.lora_bias not in ("none", "all", "lora_only"):
@@ -183,7 +183,7 @@ def _argument_problems(
     if model_args.tune_mm_mlp_adapter and model_args.mm_use_im_start_end:
         yield "--mm_use_im_start_end True is not supported with --tune_mm_mlp_adapter True (as upstream)."
     if model_args.mm_projector_type and not PROJECTOR_TYPE_PATTERN.match(model_args.mm_projector_type):
-        yield f"--mm_projector_type must be linear, identity or mlpNx_gelu, got {model_args.mm_projector_type!r}."
+        yield f"--mm_projector_type must be linear, identity or mlpNx_gelu: {model_args.mm_projector_type!r}."
     if model_args.mm_vision_select_feature not in ("patch", "cls_patch"):
         feature = model_args.mm_vision_select_feature
         yield f"--mm_vision_select_feature must be patch or cls_patch, got {feature!r}."
