@@ -135,11 +135,21 @@ class TrainingArguments(transformers.TrainingArguments):
     evaluation_strategy: str | None = field(
         default=None, metadata={"help": "Deprecated alias of --eval_strategy (upstream's scripts pass it)."}
     )
+    warmup_ratio: float | None = field(
+        default=None, metadata={"help": "Warmup as a fraction of all steps (upstream's scripts pass 0.03)."}
+    )
 
     def __post_init__(self):
         # transformers 5 dropped `evaluation_strategy`; upstream's launch scripts still pass it.
         if self.evaluation_strategy is not None:
             self.eval_strategy = self.evaluation_strategy
+        # transformers 5 folded `warmup_ratio` into `warmup_steps` (a float below 1 is a ratio).
+        if self.warmup_ratio is not None:
+            if not 0 <= self.warmup_ratio < 1:
+                raise ValueError(f"--warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+            if self.warmup_steps:
+                raise ValueError("Give --warmup_ratio or --warmup_steps, not both.")
+            self.warmup_steps = self.warmup_ratio
         # Without an accelerator, accelerate reports world size 1 on every rank unless told to use the
         # CPU; a multi-process CPU launch would then train as independent single-process jobs.
         if launcher_world_size() > 1 and not has_accelerator():

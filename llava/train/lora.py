@@ -40,11 +40,13 @@ def find_all_linear_names(model: torch.nn.Module) -> list[str]:
 
 def build_lora_config(model: torch.nn.Module, *, r: int, alpha: int, dropout: float, bias: str) -> LoraConfig:
     """LoRA over the language model's linear layers, with the multimodal modules excluded by path."""
+    has_multimodal_modules = any(is_multimodal_module(name) for name, _ in model.named_modules())
     return LoraConfig(
         r=r,
         lora_alpha=alpha,
         target_modules=find_all_linear_names(model),
-        exclude_modules=MULTIMODAL_MODULES_PATTERN,
+        # Upstream injects LoRA before the tower exists; when continuing from a LLaVA checkpoint it does.
+        exclude_modules=MULTIMODAL_MODULES_PATTERN if has_multimodal_modules else None,
         lora_dropout=dropout,
         bias=bias,
         task_type="CAUSAL_LM",

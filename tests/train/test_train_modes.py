@@ -13,12 +13,26 @@ import torch
 from safetensors.torch import load_file
 
 from llava.model.builder import load_pretrained_model
+from llava.train.llava_trainer import LLaVATrainer
 from llava.train.train import train
 from llava.demo.recipes import toy_recipe as recipe_args
 from tests.train.helpers import fixed_batch, logits_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINER_FILES = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"}
+
+
+def count_training_steps(monkeypatch) -> list[int]:
+    """Record the global step at which each training step of the next run starts (1-based)."""
+    steps: list[int] = []
+    original = LLaVATrainer.training_step
+
+    def counting_training_step(self, *args, **kwargs):
+        steps.append(self.state.global_step + 1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LLaVATrainer, "training_step", counting_training_step)
+    return steps
 
 
 def files_in(path: Path) -> set[str]:
@@ -160,15 +174,17 @@ def test_lora_checkpoint_loads_like_the_final_output(lora_run, toy_world):
 
 
 @pytest.mark.parametrize("mode", ["pretrain", "lora"])
-def test_resume_from_checkpoint_matches_uninterrupted_run(mode, toy_world, pretrain_run, tmp_path):
+def test_resume_from_checkpoint_matches_uninterrupted_run(mode, toy_world, pretrain_run, tmp_path, monkeypatch):
     extra = {} if mode == "pretrain" else {"pretrain_mm_mlp_adapter": pretrain_run[1] / "mm_projector.bin"}
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
     full = train(args=recipe_args(toy_world, mode, full_dir, max_steps=4, save_steps=2, save_total_limit=None, **extra))
     # A run stopped right after step 2 leaves exactly checkpoint-2 behind; resume from a copy of it.
     resumed_dir.mkdir()
     shutil.copytree(full_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
+    steps_run = count_training_steps(monkeypatch)
     resumed = train(args=recipe_args(toy_world, mode, resumed_dir, max_steps=4, save_steps=2, **extra))
     assert resumed.state.global_step == 4
+    assert steps_run == [3, 4], "the resumed run must start after the checkpoint, not from scratch"
     full_state = {n: p for n, p in full.model.named_parameters() if p.requires_grad}
     resumed_state = {n: p for n, p in resumed.model.named_parameters() if p.requires_grad}
     assert full_state.keys() == resumed_state.keys()
