@@ -29,3 +29,8 @@ MM_PROJECTOR_KEY = "mm_projector"
 VISION_TOWER_KEY = "vision_tower"
 VISION_RESAMPLER_KEY = "vision_resampler"
 MULTIMODAL_KEYWORDS = (MM_PROJECTOR_KEY, VISION_TOWER_KEY, VISION_RESAMPLER_KEY)
+
+# Modules bitsandbytes must leave in full precision. transformers 5 matches a skip name from the start
+# of the module path or as its suffix, so a bare "mm_projector" misses "model.mm_projector.0"; the regex
+# form matches at any depth. Giving any skip list also drops transformers' default skip of `lm_head`.
+QUANTIZATION_SKIP_MODULES = ["lm_head", *(rf".*{key}" for key in MULTIMODAL_KEYWORDS)]

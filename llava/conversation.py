@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import Sequence
 from enum import Enum, auto
 from io import BytesIO
-from collections.abc import Sequence
 from typing import Any
 
 from llava.constants import DEFAULT_IMAGE_TOKEN
@@ -299,12 +299,17 @@ conv_templates: dict[str, Conversation] = {
 }
 
 
+def template_key_for_version(version: str) -> str:
+    """The `conv_templates` key that `--version` trains with (see `template_for_version`)."""
+    if version in ("v0", "v0.5") or version not in conv_templates:
+        return "vicuna_v1"
+    return version
+
+
 def template_for_version(version: str) -> Conversation:
     """The template `--version` trains with, following upstream's quirks.
 
     `v0` and `v0.5` only change the pad policy and keep the module default (vicuna_v1); unknown
     names also fall back to vicuna_v1, as upstream does.
     """
-    if version in ("v0", "v0.5") or version not in conv_templates:
-        return default_conversation
-    return conv_templates[version]
+    return conv_templates[template_key_for_version(version)]

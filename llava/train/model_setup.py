@@ -13,16 +13,11 @@ import torch
 import transformers
 from transformers import BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from llava.constants import MM_PROJECTOR_KEY, VISION_TOWER_KEY
+from llava.constants import QUANTIZATION_SKIP_MODULES
 from llava.train.lora import assert_no_lora_in_multimodal_modules, build_lora_config
 
 logger = logging.getLogger(__name__)
 
-# Never quantized: the projector must stay a trainable nn.Linear, the tower is frozen full precision.
-# transformers 5 matches skip names from the start of the module path or as a suffix, so upstream's
-# bare "mm_projector" misses "model.mm_projector.0"; the regex form matches at any depth. Giving any
-# skip list also drops transformers' default skip of `lm_head`, so it is listed explicitly.
-QUANTIZATION_SKIP_MODULES = [f".*{MM_PROJECTOR_KEY}", f".*{VISION_TOWER_KEY}", "lm_head"]
 
 
 def compute_dtype_for(*, fp16: bool, bf16: bool) -> torch.dtype:
@@ -38,7 +33,7 @@ def quantization_config_for(
     return BitsAndBytesConfig(
         load_in_4bit=bits == 4,
         load_in_8bit=bits == 8,
-        llm_int8_skip_modules=QUANTIZATION_SKIP_MODULES,
+        llm_int8_skip_modules=list(QUANTIZATION_SKIP_MODULES),
         llm_int8_threshold=6.0,
         llm_int8_has_fp16_weight=False,
         bnb_4bit_compute_dtype=compute_dtype,

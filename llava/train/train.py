@@ -11,7 +11,7 @@ import pathlib
 import torch
 import transformers
 
-from llava.conversation import template_for_version
+from llava.conversation import template_for_version, template_key_for_version
 from llava.data import make_supervised_data_module
 from llava.train import model_setup
 from llava.train.args import DataArguments, ModelArguments, TrainingArguments, validate_arguments
@@ -125,6 +125,8 @@ def _attach_vision_modules(model, tokenizer, model_args, data_args, t, compute_d
     config.mm_use_im_start_end = model_args.mm_use_im_start_end
     config.mm_projector_lr = t.mm_projector_lr
     config.mm_use_im_patch_token = model_args.mm_use_im_patch_token
+    # Ours, not upstream's (which ignores it): inference then picks the template the model trained with.
+    config.conv_mode = template_key_for_version(model_args.version)
     model.initialize_vision_tokenizer(
         tokenizer,
         mm_use_im_start_end=model_args.mm_use_im_start_end,
