@@ -112,6 +112,7 @@ class LlavaMetaModel:
         mm_patch_merge_type: str = "flat",
         pretrain_mm_mlp_adapter: str | None = None,
         fsdp: bool = False,
+        projector_seed: int | None = None,
     ) -> None:
         """Load the (frozen) vision tower, build the projector and record the mm fields in the config.
 
@@ -130,6 +131,8 @@ class LlavaMetaModel:
             mm_patch_merge_type: `flat`, `spatial` or `spatial_unpad`.
             pretrain_mm_mlp_adapter: `mm_projector.bin` from projector pretraining.
             fsdp: Keep the tower in a list so FSDP does not wrap it (upstream's trick).
+            projector_seed: Initialise a new projector from this seed alone, independent of how much
+                randomness loading the tower consumed (it differs under ZeRO-3's zero.Init).
         """
         config = self.config
         vision_tower = os.fspath(vision_tower)
@@ -164,8 +167,12 @@ class LlavaMetaModel:
 
         if has_projector:
             self.mm_projector.requires_grad_(True)  # in case LoRA froze it
-        else:
+        elif projector_seed is None:
             self.mm_projector = build_vision_projector(config)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(projector_seed)
+                self.mm_projector = build_vision_projector(config)
         if "unpad" in mm_patch_merge_type and getattr(self, "image_newline", None) is None:
             self.image_newline = nn.Parameter(_new_image_newline(config.hidden_size, self.dtype))
 

@@ -105,6 +105,7 @@ def _attach_vision_modules(model, tokenizer, model_args, data_args, t, compute_d
         mm_projector_type=model_args.mm_projector_type,
         mm_patch_merge_type=model_args.mm_patch_merge_type,
         pretrain_mm_mlp_adapter=model_args.pretrain_mm_mlp_adapter,
+        projector_seed=t.seed,
     )
     vision_tower = model.get_vision_tower()
     # Upstream casts the tower to fp16 even in fp32 runs, which breaks CPU training; use the run's dtype.
@@ -146,6 +147,9 @@ def resume_checkpoint_for(training_args: TrainingArguments) -> str | bool | None
 
 def train(attn_implementation: str | None = None, args: list[str] | None = None) -> LLaVATrainer:
     model_args, data_args, training_args = parse_arguments(args)
+    # Seed before the model is built (the Trainer seeds only later), so new weights such as a fresh
+    # projector are the same on every rank and in every run.
+    transformers.set_seed(training_args.seed)
     model, tokenizer, image_processor = build_model_and_tokenizer(
         model_args, data_args, training_args, attn_implementation
     )

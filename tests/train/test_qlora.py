@@ -10,10 +10,10 @@ import bitsandbytes as bnb
 import pytest
 import torch
 
+from llava.demo.recipes import toy_recipe as recipe_args
 from llava.model.builder import load_pretrained_model
 from llava.train.args import ArgumentError
 from llava.train.train import build_model_and_tokenizer, parse_arguments, train
-from llava.demo.recipes import toy_recipe as recipe_args
 from tests.train.helpers import fixed_batch, logits_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,15 +23,23 @@ QUANTIZED_TYPES = {4: bnb.nn.Linear4bit, 8: bnb.nn.Linear8bitLt}
 def assert_quantization_layout(model, bits: int) -> None:
     quantized = QUANTIZED_TYPES[bits]
     decoder_linears = {
-        name: module for name, module in model.named_modules()
+        name: module
+        for name, module in model.named_modules()
         if name.endswith(("q_proj.base_layer", "down_proj.base_layer", "q_proj", "down_proj"))
-        and "vision_tower" not in name and isinstance(module, torch.nn.Linear)
+        and "vision_tower" not in name
+        and isinstance(module, torch.nn.Linear)
     }
     assert decoder_linears
-    assert all(isinstance(m, quantized) for m in decoder_linears.values()), "decoder linears must be quantized"
+    assert all(isinstance(m, quantized) for m in decoder_linears.values()), (
+        "decoder linears must be quantized"
+    )
     for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and ("mm_projector" in name or "vision_tower" in name or name.endswith("lm_head")):
-            assert not isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)), f"{name} must stay full precision"
+        if isinstance(module, torch.nn.Linear) and (
+            "mm_projector" in name or "vision_tower" in name or name.endswith("lm_head")
+        ):
+            assert not isinstance(module, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)), (
+                f"{name} must stay full precision"
+            )
 
 
 @pytest.mark.parametrize("bits", [4, 8])
@@ -80,9 +88,18 @@ def test_qlora_merge_gives_a_16bit_model_close_to_the_adapter(qlora_run, toy_wor
     batch = fixed_batch(trainer)
     merged_dir = tmp_path / "merged"
     subprocess.run(
-        [sys.executable, "scripts/merge_lora_weights.py", "--model-path", str(output_dir),
-         "--model-base", str(toy_world.llm_dir), "--save-model-path", str(merged_dir)],
-        cwd=REPO_ROOT, check=True,
+        [
+            sys.executable,
+            "scripts/merge_lora_weights.py",
+            "--model-path",
+            str(output_dir),
+            "--model-base",
+            str(toy_world.llm_dir),
+            "--save-model-path",
+            str(merged_dir),
+        ],
+        cwd=REPO_ROOT,
+        check=True,
     )
     _, merged, _, _ = load_pretrained_model(str(merged_dir), None, "merged", device_map="cpu", device="cpu")
     assert not any(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in merged.modules())
@@ -94,4 +111,6 @@ def test_qlora_merge_gives_a_16bit_model_close_to_the_adapter(qlora_run, toy_wor
 
 def test_qlora_with_zero3_stops_at_start_up(toy_world, tmp_path):
     with pytest.raises(ArgumentError, match="ZeRO-2"):
-        parse_arguments(recipe_args(toy_world, "qlora", tmp_path, deepspeed=REPO_ROOT / "scripts" / "zero3.json"))
+        parse_arguments(
+            recipe_args(toy_world, "qlora", tmp_path, deepspeed=REPO_ROOT / "scripts" / "zero3.json")
+        )

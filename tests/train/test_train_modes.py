@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from llava.demo.recipes import toy_recipe as recipe_args
 from llava.model.builder import load_pretrained_model
 from llava.train.llava_trainer import LLaVATrainer
 from llava.train.train import train
-from llava.demo.recipes import toy_recipe as recipe_args
 from tests.train.helpers import fixed_batch, logits_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +68,10 @@ def test_pretrain_writes_upstream_layout(pretrain_run):
     assert not any(name.endswith(".safetensors") for name in files_in(output_dir))
     state = torch.load(output_dir / "mm_projector.bin", weights_only=True)
     assert set(state) == {
-        "model.mm_projector.0.weight", "model.mm_projector.0.bias",
-        "model.mm_projector.2.weight", "model.mm_projector.2.bias",
+        "model.mm_projector.0.weight",
+        "model.mm_projector.0.bias",
+        "model.mm_projector.2.weight",
+        "model.mm_projector.2.bias",
     }
     config = json.loads((output_dir / "config.json").read_text())
     assert config["mm_projector_type"] == "mlp2x_gelu"
@@ -103,22 +105,34 @@ def test_projector_reloads_to_same_logits(pretrain_run, toy_world):
 def test_lora_writes_upstream_layout(lora_run):
     trainer, output_dir = lora_run
     assert files_in(output_dir) >= {
-        "config.json", "adapter_config.json", "adapter_model.safetensors", "non_lora_trainables.bin",
+        "config.json",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "non_lora_trainables.bin",
         "trainer_state.json",
     }
     non_lora = torch.load(output_dir / "non_lora_trainables.bin", weights_only=True)
     assert set(non_lora) == {
-        "base_model.model.model.mm_projector.0.weight", "base_model.model.model.mm_projector.0.bias",
-        "base_model.model.model.mm_projector.2.weight", "base_model.model.model.mm_projector.2.bias",
+        "base_model.model.model.mm_projector.0.weight",
+        "base_model.model.model.mm_projector.0.bias",
+        "base_model.model.model.mm_projector.2.weight",
+        "base_model.model.model.mm_projector.2.bias",
     }
     adapter = load_file(output_dir / "adapter_model.safetensors")
     assert adapter and all("lora_" in k for k in adapter)
     assert not [k for k in adapter if "vision_tower" in k or "mm_projector" in k]
     assert "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight" in adapter
     for ckpt in checkpoint_dirs(output_dir):
-        assert files_in(ckpt) >= {
-            "config.json", "adapter_config.json", "adapter_model.safetensors", "non_lora_trainables.bin",
-        } | TRAINER_FILES
+        assert (
+            files_in(ckpt)
+            >= {
+                "config.json",
+                "adapter_config.json",
+                "adapter_model.safetensors",
+                "non_lora_trainables.bin",
+            }
+            | TRAINER_FILES
+        )
 
 
 def test_lora_never_lands_in_multimodal_modules(lora_run):
@@ -151,9 +165,18 @@ def test_lora_reloads_and_merges_to_same_logits(lora_run, toy_world, tmp_path):
 
     merged_dir = tmp_path / "merged"
     subprocess.run(
-        [sys.executable, "scripts/merge_lora_weights.py", "--model-path", str(output_dir),
-         "--model-base", str(toy_world.llm_dir), "--save-model-path", str(merged_dir)],
-        cwd=REPO_ROOT, check=True,
+        [
+            sys.executable,
+            "scripts/merge_lora_weights.py",
+            "--model-path",
+            str(output_dir),
+            "--model-base",
+            str(toy_world.llm_dir),
+            "--save-model-path",
+            str(merged_dir),
+        ],
+        cwd=REPO_ROOT,
+        check=True,
     )
     _, merged, _, _ = load_pretrained_model(str(merged_dir), None, "merged", device_map="cpu", device="cpu")
     torch.testing.assert_close(logits_of(merged, batch), expected, rtol=1e-4, atol=1e-4)
@@ -174,10 +197,14 @@ def test_lora_checkpoint_loads_like_the_final_output(lora_run, toy_world):
 
 
 @pytest.mark.parametrize("mode", ["pretrain", "lora"])
-def test_resume_from_checkpoint_matches_uninterrupted_run(mode, toy_world, pretrain_run, tmp_path, monkeypatch):
+def test_resume_from_checkpoint_matches_uninterrupted_run(
+    mode, toy_world, pretrain_run, tmp_path, monkeypatch
+):
     extra = {} if mode == "pretrain" else {"pretrain_mm_mlp_adapter": pretrain_run[1] / "mm_projector.bin"}
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
-    full = train(args=recipe_args(toy_world, mode, full_dir, max_steps=4, save_steps=2, save_total_limit=None, **extra))
+    full = train(
+        args=recipe_args(toy_world, mode, full_dir, max_steps=4, save_steps=2, save_total_limit=None, **extra)
+    )
     # A run stopped right after step 2 leaves exactly checkpoint-2 behind; resume from a copy of it.
     resumed_dir.mkdir()
     shutil.copytree(full_dir / "checkpoint-2", resumed_dir / "checkpoint-2")
@@ -196,7 +223,11 @@ def test_full_finetune_writes_shards_with_projector(toy_world, pretrain_run, tmp
     output_dir = tmp_path / "full"
     trainer = train(
         args=recipe_args(
-            toy_world, "full", output_dir, max_steps=2, save_steps=2,
+            toy_world,
+            "full",
+            output_dir,
+            max_steps=2,
+            save_steps=2,
             pretrain_mm_mlp_adapter=pretrain_run[1] / "mm_projector.bin",
         )
     )
