@@ -24,7 +24,7 @@ demo: setup
 	$(PY) -m llava.demo
 
 lint: setup
-	$(VENV)/bin/ruff check llava tests scripts
+	$(VENV)/bin/ruff check llava tests scripts benchmarks
 
 world: setup
 	$(PY) -m llava.toy build
