@@ -36,7 +36,13 @@ ATTRIBUTES = ("color", "shape", "position", "count")
 # Where the centre of a group goes (x, y in pixels of the final image).
 PATCH = 8
 _ANCHORS = MappingProxyType(
-    {"left": (16.0, 32.0), "right": (48.0, 32.0), "top": (32.0, 16.0), "bottom": (32.0, 48.0), "center": (32.0, 32.0)}
+    {
+        "left": (16.0, 32.0),
+        "right": (48.0, 32.0),
+        "top": (32.0, 16.0),
+        "bottom": (32.0, 48.0),
+        "center": (32.0, 32.0),
+    }
 )
 _POINT_JITTER = 1.0
 # Shape size (px) shrinks with the count so that four copies still fit in one region.
@@ -147,8 +153,9 @@ def make_scene(color: str, shape: str, position: str, count: int, rng: np.random
         The scene; ``render_scene`` draws it.
     """
     if color not in COLORS or shape not in SHAPES or position not in POSITIONS or count not in COUNTS:
-        raise ValueError(f"Unknown scene attributes: color={color!r} shape={shape!r} position={position!r} "
-                         f"count={count!r}")
+        raise ValueError(
+            f"Unknown scene attributes: color={color!r} shape={shape!r} position={position!r} count={count!r}"
+        )
     size, centers = _layout(position, count, rng)
     fill = _jittered_rgb(COLORS[color], rng, _COLOR_JITTER)
     gray = int(rng.integers(212, 251))
@@ -171,7 +178,8 @@ def sample_scenes(rng: np.random.Generator, n: int) -> list[Scene]:
         The scenes, in sampling order.
     """
     columns = [
-        rng.permutation(np.resize(np.arange(len(values)), n)) for values in (COLOR_NAMES, SHAPES, POSITIONS, COUNTS)
+        rng.permutation(np.resize(np.arange(len(values)), n))
+        for values in (COLOR_NAMES, SHAPES, POSITIONS, COUNTS)
     ]
     return [
         make_scene(COLOR_NAMES[c], SHAPES[s], POSITIONS[p], COUNTS[k], rng)
@@ -188,7 +196,9 @@ def _star_points(cx: float, cy: float, radius: float) -> list[tuple[float, float
     return points
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, size: float, fill: tuple) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, size: float, fill: tuple
+) -> None:
     half = size / 2
     if shape == "circle":
         draw.ellipse((cx - half, cy - half, cx + half, cy + half), fill=fill)
@@ -196,7 +206,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, siz
         side = 0.42 * size  # half side: a bit smaller than the circle so their areas are close
         draw.rectangle((cx - side, cy - side, cx + side, cy + side), fill=fill)
     elif shape == "triangle":
-        draw.polygon([(cx, cy - half), (cx - half, cy + 0.42 * size), (cx + half, cy + 0.42 * size)], fill=fill)
+        draw.polygon(
+            [(cx, cy - half), (cx - half, cy + 0.42 * size), (cx + half, cy + 0.42 * size)], fill=fill
+        )
     elif shape == "star":
         draw.polygon(_star_points(cx, cy + 0.05 * size, half * 1.1), fill=fill)
     elif shape == "cross":
@@ -230,5 +242,7 @@ def render_scene(scene: Scene, blank: bool = False) -> Image.Image:
     if not blank:
         draw = ImageDraw.Draw(canvas)
         for cx, cy in scene.centers:
-            _draw_shape(draw, scene.shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, scene.size * SUPERSAMPLE, scene.fill)
+            _draw_shape(
+                draw, scene.shape, cx * SUPERSAMPLE, cy * SUPERSAMPLE, scene.size * SUPERSAMPLE, scene.fill
+            )
     return canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
