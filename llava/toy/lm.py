@@ -21,7 +21,8 @@ class LMSpec:
     hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
-    intermediate_size: int = 344
+    # A multiple of 64: bitsandbytes' CPU 4-bit inference kernel needs it (real LLaMA sizes all are).
+    intermediate_size: int = 384
     max_position_embeddings: int = 1024
     block_size: int = 256
     batch_size: int = 8

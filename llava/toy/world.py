@@ -29,7 +29,7 @@ from llava.toy.scenes import Scene, render_scene, sample_scenes
 from llava.toy.tokenizer import load_processor, save_llama_tokenizer, train_sentencepiece
 
 # Bump whenever the world's content or layout changes: cached worlds of another version are rebuilt.
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 # Torch ops are run on this many threads during the build: results are reproducible for a fixed count.
 BUILD_THREADS = 2
