@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -200,6 +201,20 @@ def load_model(
 # --------------------------------------------------------------------------- conversation templates
 
 
+def load_model_from_args(args: argparse.Namespace, *, model_name: str | None = None) -> LoadedModel:
+    """`load_model` from an entrypoint's parsed flags (missing runtime flags take their defaults)."""
+    return load_model(
+        os.path.expanduser(args.model_path),
+        getattr(args, "model_base", None),
+        model_name=model_name,
+        device=getattr(args, "device", None),
+        dtype=getattr(args, "dtype", "auto"),
+        load_8bit=getattr(args, "load_8bit", False),
+        load_4bit=getattr(args, "load_4bit", False),
+        use_flash_attn=getattr(args, "use_flash_attn", False),
+    )
+
+
 def conv_mode_from_name(model_name: str) -> str:
     """Upstream's template rules on the model name (`run_llava.py`/`cli.py`)."""
     name = model_name.lower()
@@ -378,6 +393,16 @@ def generation_kwargs(
         "max_new_tokens": max_new_tokens,
         "use_cache": True,
     }
+
+
+def generation_kwargs_from_args(args: argparse.Namespace, *, default_max_new_tokens: int = 1024) -> dict:
+    """`generation_kwargs` from an entrypoint's parsed decoding flags."""
+    return generation_kwargs(
+        temperature=args.temperature,
+        top_p=getattr(args, "top_p", None),
+        num_beams=getattr(args, "num_beams", 1),
+        max_new_tokens=getattr(args, "max_new_tokens", default_max_new_tokens),
+    )
 
 
 def pad_id(tokenizer: Any) -> int:

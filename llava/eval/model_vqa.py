@@ -25,10 +25,10 @@ from llava.eval.inference import (
     check_runtime_args,
     encode_prompt,
     generate_texts,
-    generation_kwargs,
+    generation_kwargs_from_args,
     image_tensors,
     load_image,
-    load_model,
+    load_model_from_args,
     model_uses_im_start_end,
     pick_conv_mode,
 )
@@ -77,23 +77,10 @@ def iter_answers(
 
 def eval_model(args: argparse.Namespace) -> None:
     """Load the model, answer this chunk of the question file, write the answers file."""
-    loaded = load_model(
-        os.path.expanduser(args.model_path),
-        args.model_base,
-        device=getattr(args, "device", None),
-        dtype=getattr(args, "dtype", "auto"),
-        load_8bit=getattr(args, "load_8bit", False),
-        load_4bit=getattr(args, "load_4bit", False),
-        use_flash_attn=getattr(args, "use_flash_attn", False),
-    )
+    loaded = load_model_from_args(args)
     conv_mode = pick_conv_mode(args.conv_mode, loaded.model_name, loaded.model.config)
     questions = get_chunk(read_jsonl(args.question_file), args.num_chunks, args.chunk_idx)
-    gen_kwargs = generation_kwargs(
-        temperature=args.temperature,
-        top_p=args.top_p,
-        num_beams=args.num_beams,
-        max_new_tokens=args.max_new_tokens,
-    )
+    gen_kwargs = generation_kwargs_from_args(args)
     answers = iter_answers(
         loaded,
         questions,

@@ -22,10 +22,10 @@ from llava.eval.inference import (
     check_runtime_args,
     encode_prompt,
     generate_texts,
-    generation_kwargs,
+    generation_kwargs_from_args,
     image_tensors,
     load_image,
-    load_model,
+    load_model_from_args,
     model_uses_im_start_end,
     pick_conv_mode,
 )
@@ -46,16 +46,7 @@ def _loaded_from_args(args: argparse.Namespace) -> LoadedModel:
     tokenizer = getattr(args, "tokenizer", None)
     image_processor = getattr(args, "image_processor", None)
     if model is None or tokenizer is None or image_processor is None:
-        return load_model(
-            args.model_path,
-            getattr(args, "model_base", None),
-            model_name=model_name,
-            device=getattr(args, "device", None),
-            dtype=getattr(args, "dtype", "auto"),
-            load_8bit=getattr(args, "load_8bit", False),
-            load_4bit=getattr(args, "load_4bit", False),
-            use_flash_attn=getattr(args, "use_flash_attn", False),
-        )
+        return load_model_from_args(args, model_name=model_name)
     # Images follow the given model's own device and dtype.
     context_len = getattr(model.config, "max_sequence_length", 2048)
     return LoadedModel(tokenizer, model, image_processor, context_len, model_name, model.device, model.dtype)
@@ -69,12 +60,7 @@ def eval_model(args: argparse.Namespace) -> str:
     conv_mode = pick_conv_mode(getattr(args, "conv_mode", None), loaded.model_name, loaded.model.config)
     prompt = encode_prompt(loaded.tokenizer, conv_mode, query)
     images = [load_image(f) for f in image_files]
-    gen_kwargs = generation_kwargs(
-        temperature=args.temperature,
-        top_p=getattr(args, "top_p", None),
-        num_beams=getattr(args, "num_beams", 1),
-        max_new_tokens=getattr(args, "max_new_tokens", 512),
-    )
+    gen_kwargs = generation_kwargs_from_args(args, default_max_new_tokens=512)
     (outputs,) = generate_texts(
         loaded.model,
         loaded.tokenizer,

@@ -26,7 +26,7 @@ from llava.eval.inference import (
     generation_kwargs,
     image_tensors,
     load_image,
-    load_model,
+    load_model_from_args,
     model_uses_im_start_end,
     pick_conv_mode,
     stop_string,
@@ -119,15 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     check_runtime_args(parser, args)
 
-    loaded = load_model(
-        args.model_path,
-        args.model_base,
-        device=args.device,
-        dtype=args.dtype,
-        load_8bit=args.load_8bit,
-        load_4bit=args.load_4bit,
-        use_flash_attn=args.use_flash_attn,
-    )
+    loaded = load_model_from_args(args)
     conv_mode = pick_conv_mode(args.conv_mode, loaded.model_name, loaded.model.config)
     chat(
         loaded,
