@@ -7,6 +7,14 @@ import sys
 
 import torch
 
+SINGLE_PROCESS_ENV = {
+    "RANK": "0",
+    "LOCAL_RANK": "0",
+    "WORLD_SIZE": "1",
+    "MASTER_ADDR": "127.0.0.1",
+    "MASTER_PORT": "29500",
+}
+
 
 def launcher_world_size() -> int:
     """The number of processes the launcher (torchrun / deepspeed) started."""
@@ -25,6 +33,11 @@ def prepare_distributed_environment(argv: list[str] | None = None) -> None:
     """
     argv = sys.argv if argv is None else argv
     uses_deepspeed = any(arg == "--deepspeed" or arg.startswith("--deepspeed=") for arg in argv)
+    if uses_deepspeed and "RANK" not in os.environ:
+        # Started without a launcher: describe a one-process group, or DeepSpeed falls back to MPI
+        # discovery (and fails without mpi4py).
+        for key, value in SINGLE_PROCESS_ENV.items():
+            os.environ.setdefault(key, value)
     if uses_deepspeed and launcher_world_size() > 1 and not torch.distributed.is_initialized():
         import deepspeed
 

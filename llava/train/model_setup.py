@@ -19,7 +19,6 @@ from llava.train.lora import assert_no_lora_in_multimodal_modules, build_lora_co
 logger = logging.getLogger(__name__)
 
 
-
 def compute_dtype_for(*, fp16: bool, bf16: bool) -> torch.dtype:
     return torch.float16 if fp16 else torch.bfloat16 if bf16 else torch.float32
 
