@@ -64,7 +64,8 @@ def test_model_vqa_and_scorer_on_held_out_questions(demo, toy_world):
     out, _ = demo
     answers = out / "lora_answers.jsonl"
     records = read_jsonl(answers)
-    assert records and {"question_id", "prompt", "text", "answer_id", "model_id", "metadata"} <= set(records[0])
+    fields = {"question_id", "prompt", "text", "answer_id", "model_id", "metadata"}
+    assert records and fields <= set(records[0])
     scores = json.loads((out / "lora_scores.json").read_text())
     assert set(scores["categories"]) == {"color", "shape", "position", "count"}
 
