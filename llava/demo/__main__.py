@@ -19,31 +19,24 @@ from llava.eval.eval_toy_vqa import run as score_answers
 from llava.toy import ensure_world
 
 # Toy-sized schedules: long enough to learn the world, short enough for a laptop CPU.
+_FINETUNE = {
+    "max_steps": 300,
+    "per_device_train_batch_size": 16,
+    "learning_rate": 2e-3,
+    "save_steps": 300,
+    "lora_r": 64,
+    "lora_alpha": 128,
+    "mm_projector_lr": 1e-3,
+}
 FULL_SCHEDULE = {
     "pretrain": {
-        "max_steps": 150,
-        "per_device_train_batch_size": 16,
-        "learning_rate": 1e-3,
-        "save_steps": 150,
+        "max_steps": 120,
+        "per_device_train_batch_size": 32,
+        "learning_rate": 2e-3,
+        "save_steps": 120,
     },
-    "lora": {
-        "max_steps": 300,
-        "per_device_train_batch_size": 16,
-        "learning_rate": 1e-3,
-        "save_steps": 300,
-        "lora_r": 32,
-        "lora_alpha": 64,
-        "mm_projector_lr": 2e-4,
-    },
-    "qlora": {
-        "max_steps": 300,
-        "per_device_train_batch_size": 16,
-        "learning_rate": 1e-3,
-        "save_steps": 300,
-        "lora_r": 32,
-        "lora_alpha": 64,
-        "mm_projector_lr": 2e-4,
-    },
+    "lora": _FINETUNE,
+    "qlora": _FINETUNE,
 }
 QUICK_SCHEDULE = {stage: {**flags, "max_steps": 3, "save_steps": 3} for stage, flags in FULL_SCHEDULE.items()}
 # Which conversation template each stage's model answers with (pretraining learns captions only).
@@ -142,26 +135,11 @@ def _evaluate(
         run_module(
             "llava.eval.model_vqa",
             [
-                "--model-path",
-                output_dir,
-                "--model-base",
-                world.llm_dir,
-                "--question-file",
-                questions,
-                "--image-folder",
-                image_folder,
-                "--answers-file",
-                answers,
-                "--conv-mode",
-                CONV_MODE[stage],
-                "--temperature",
-                "0",
-                "--max_new_tokens",
-                "6",
-                "--batch-size",
-                "16",
-                "--device",
-                "cpu",
+                *("--model-path", output_dir, "--model-base", world.llm_dir, "--conv-mode", CONV_MODE[stage]),
+                *("--question-file", questions, "--image-folder", image_folder, "--answers-file", answers),
+                *("--temperature", "0", "--max_new_tokens", "6", "--batch-size", "16", "--device", "cpu"),
+                # The QLoRA adapter is evaluated on the 4-bit base it was trained against.
+                *(["--load-4bit"] if stage == "qlora" else []),
             ],
         )
         scores = score_answers(answers, references, out / f"{stage}_{variant}scores.json")
