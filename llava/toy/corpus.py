@@ -19,6 +19,7 @@ from llava.conversation import conv_templates
 from llava.toy.language import (
     BRIEF_INSTRUCTIONS,
     CATEGORIES,
+    COUNT_WORDS,
     answer_word,
     capitalize,
     caption,
@@ -42,6 +43,22 @@ def vicuna_dialogue(turns: Iterable[tuple[str, str]]) -> str:
     return conv.get_prompt()
 
 
+def keyword_soup(scene: Scene, rng: np.random.Generator) -> str:
+    """The scene's attribute words, each 1-3 times, in random order (``"red left circle red three"``).
+
+    A description with no word order: the LM learns to pick attributes out of a bag of context tokens
+    wherever they are, which is what reading a bag of image tokens needs (text-order copying does not
+    transfer to image patches).
+    """
+    words = [scene.color, scene.shape, scene.position, COUNT_WORDS[scene.count]]
+    bag = [word for word in words for _ in range(int(rng.integers(1, 4)))]
+    return " ".join(bag[i] for i in rng.permutation(len(bag)))
+
+
+def _description(scene: Scene, rng: np.random.Generator) -> str:
+    return keyword_soup(scene, rng) if rng.random() < 0.5 else capitalize(caption(scene, rng))
+
+
 def reading_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str]]:
     """A caption of ``scene`` in the first user turn, then 1-4 questions about it (one per attribute)."""
     n_questions = int(rng.integers(1, len(CATEGORIES) + 1))
@@ -53,7 +70,7 @@ def reading_turns(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str
         else:
             turns.append((question(category, rng), answer_word(scene, category)))
     first_user, first_answer = turns[0]
-    turns[0] = (f"{capitalize(caption(scene, rng))}\n{first_user}", first_answer)
+    turns[0] = (f"{_description(scene, rng)}\n{first_user}", first_answer)
     return turns
 
 
@@ -75,8 +92,11 @@ def build_documents(rng: np.random.Generator, n_captions: int, n_dialogues: int,
         # Several captions of one scene, like COCO's five per image: the LM learns that a description
         # repeats what came before it, the skill LLaVA's projector pretraining relies on (the image
         # tokens take the place of the first caption). Both cases: LCS-style captions are lower-case.
-        texts = (caption(scene, rng) for _ in range(int(rng.integers(2, 5))))
-        documents.append(" ".join(text if rng.random() < 0.5 else capitalize(text) for text in texts))
+        texts = [caption(scene, rng) for _ in range(int(rng.integers(1, 4)))]
+        texts = [text if rng.random() < 0.5 else capitalize(text) for text in texts]
+        documents.append(
+            keyword_soup(scene, rng) + "\n" + " ".join(texts) if rng.random() < 0.5 else " ".join(texts)
+        )
     for _ in range(n_dialogues):
         n_turns = int(rng.integers(1, 4))
         if rng.random() < 0.5:

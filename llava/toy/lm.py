@@ -19,14 +19,14 @@ class LMSpec:
     """Size and pre-training schedule of the toy LM."""
 
     hidden_size: int = 128
-    num_layers: int = 4
+    num_layers: int = 2
     num_heads: int = 4
     # A multiple of 64: bitsandbytes' CPU 4-bit inference kernel needs it (real LLaMA sizes all are).
     intermediate_size: int = 384
     max_position_embeddings: int = 1024
     block_size: int = 256
     batch_size: int = 8
-    steps: int = 200
+    steps: int = 400
     learning_rate: float = 3e-3
 
 

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import CLIPVisionModel
 
 from llava.toy import clip, corpus, datasets, language, lm, probe, scienceqa
 from llava.toy.scenes import Scene, render_scene, sample_scenes
 from llava.toy.tokenizer import load_processor, save_llama_tokenizer, train_sentencepiece
 
 # Bump whenever the world's content or layout changes: cached worlds of another version are rebuilt.
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 MANIFEST_FILE = "manifest.json"
 # Torch ops are run on this many threads during the build: results are reproducible for a fixed count.
 BUILD_THREADS = 2
@@ -60,9 +61,9 @@ class WorldSpec:
     n_clip_extra_images: int = 3000
     n_probe_train: int = 2000
     n_probe_test: int = 1000
-    n_corpus_captions: int = 1500
-    n_corpus_dialogues: int = 1500
-    n_corpus_reading: int = 1500
+    n_corpus_captions: int = 1000
+    n_corpus_dialogues: int = 1000
+    n_corpus_reading: int = 3000
     vocab_size: int = 1024
     lm: lm.LMSpec = field(default_factory=lm.LMSpec)
     clip: clip.ClipSpec = field(default_factory=clip.ClipSpec)
@@ -139,7 +140,8 @@ def _eval_scenes(seed: int, spec: WorldSpec) -> tuple[list[Scene], list[str]]:
     return scenes, categories
 
 
-def _write_scienceqa(seed: int, out: Path) -> tuple[dict, list[str]]:
+def _write_scienceqa(seed: int, out: Path) -> list[str]:
+    """Write the ScienceQA split; return its text lines (for the tokenizer's training text)."""
     problems, scenes = scienceqa.build_problems(stream(seed, "scienceqa"))
     splits = scienceqa.pid_splits(problems)
     for pid, scene in scenes.items():
@@ -163,7 +165,7 @@ def _write_scienceqa(seed: int, out: Path) -> tuple[dict, list[str]]:
             problem["solution"],
             *problem["choices"],
         ]
-    return problems, [line for line in lines if line]
+    return [line for line in lines if line]
 
 
 def _tokenizer_lines(documents: list[str], records: list[dict], extra: list[str]) -> list[str]:
@@ -218,7 +220,7 @@ def _build(root: Path, seed: int, spec: WorldSpec, log: Callable[[str], None]) -
         paths.eval_questions.parent.mkdir(parents=True)
         datasets.write_jsonl(paths.eval_questions, questions)
         datasets.write_jsonl(paths.eval_answers, answers)
-        _problems, sqa_lines = _write_scienceqa(seed, paths.scienceqa_dir)
+        sqa_lines = _write_scienceqa(seed, paths.scienceqa_dir)
         documents = corpus.build_documents(
             stream(seed, "corpus"), spec.n_corpus_captions, spec.n_corpus_dialogues, spec.n_corpus_reading
         )
@@ -256,8 +258,6 @@ def _build(root: Path, seed: int, spec: WorldSpec, log: Callable[[str], None]) -
         )
 
     with step("probe"):
-        from transformers import CLIPVisionModel
-
         vision = CLIPVisionModel.from_pretrained(paths.clip_dir).eval()
         n = spec.n_probe_train
         held_out = sample_scenes(stream(seed, "probe_scenes"), spec.n_probe_test)
