@@ -116,6 +116,24 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--use-flash-attn", action="store_true", help="attn_implementation=flash_attention_2")
 
 
+def add_question_answering_args(parser: argparse.ArgumentParser, *, default_question_file: str) -> None:
+    """The flags every batch-answering entrypoint shares (upstream's names and defaults)."""
+    parser.add_argument("--model-path", type=str, required=True)
+    parser.add_argument("--model-base", type=str, default=None)
+    parser.add_argument("--image-folder", type=str, default="")
+    parser.add_argument("--question-file", type=str, default=default_question_file)
+    parser.add_argument("--answers-file", type=str, default="answer.jsonl")
+    parser.add_argument(
+        "--conv-mode", type=str, default=None, help="template (default: picked from the model config/name)"
+    )
+    parser.add_argument("--num-chunks", type=int, default=1)
+    parser.add_argument("--chunk-idx", type=int, default=0)
+    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--top_p", type=float, default=None)
+    parser.add_argument("--num_beams", type=int, default=1)
+    parser.add_argument("--max_new_tokens", type=int, default=1024)
+
+
 def check_runtime_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Report a bad `--device`/`--dtype`/k-bit combination as a usage error before anything loads."""
     try:

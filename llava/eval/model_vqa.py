@@ -20,6 +20,7 @@ from tqdm import tqdm
 from llava.eval.inference import (
     LoadedModel,
     add_image_tokens,
+    add_question_answering_args,
     add_runtime_args,
     batched,
     check_runtime_args,
@@ -98,20 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model-path", type=str, required=True)
-    parser.add_argument("--model-base", type=str, default=None)
-    parser.add_argument("--image-folder", type=str, default="")
-    parser.add_argument("--question-file", type=str, default="tables/question.jsonl")
-    parser.add_argument("--answers-file", type=str, default="answer.jsonl")
-    parser.add_argument(
-        "--conv-mode", type=str, default=None, help="template (default: picked from the model config/name)"
-    )
-    parser.add_argument("--num-chunks", type=int, default=1)
-    parser.add_argument("--chunk-idx", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=0.2)
-    parser.add_argument("--top_p", type=float, default=None)
-    parser.add_argument("--num_beams", type=int, default=1)
-    parser.add_argument("--max_new_tokens", type=int, default=1024)
+    add_question_answering_args(parser, default_question_file="tables/question.jsonl")
     parser.add_argument("--batch-size", type=int, default=1, help="questions per generate call (left-padded)")
     add_runtime_args(parser)
     return parser

@@ -8,12 +8,12 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, LlamaModel
 from transformers.models.llama.modeling_llama import LlamaPreTrainedModel
 
-from llava.model.language_model._config_aliases import normalize_model_type
+from llava.model.language_model._config_aliases import AcceptsModelTypeAliases
 from llava.model.language_model.multimodal_causal_lm import MultimodalCausalLMMixin
 from llava.model.llava_arch import LlavaMetaForCausalLM, LlavaMetaModel
 
 
-class LlavaConfig(LlamaConfig):
+class LlavaConfig(AcceptsModelTypeAliases, LlamaConfig):
     """LlamaConfig plus upstream's `mm_*` attributes (kept as free attributes, as upstream).
 
     `from_pretrained` also reads configs saved as `llava` (upstream ≤ v1.5) and plain `llama`.
@@ -21,16 +21,6 @@ class LlavaConfig(LlamaConfig):
 
     model_type = "llava_llama"
     accepted_model_types: ClassVar[tuple[str, ...]] = ("llava", "llama")
-
-    @classmethod
-    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
-        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
-        return normalize_model_type(config_dict, cls.model_type, cls.accepted_model_types), kwargs
-
-    def __post_init__(self, **kwargs):
-        # A `model_type` kwarg (e.g. "llava" or "llama" from a loaded dict) would shadow the class's.
-        kwargs.pop("model_type", None)
-        super().__post_init__(**kwargs)
 
 
 class LlavaLlamaModel(LlavaMetaModel, LlamaModel):
