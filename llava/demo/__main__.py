@@ -39,6 +39,7 @@ FULL_SCHEDULE = {
     "qlora": _FINETUNE,
 }
 QUICK_SCHEDULE = {stage: {**flags, "max_steps": 3, "save_steps": 3} for stage, flags in FULL_SCHEDULE.items()}
+STAGES = ("pretrain", "lora", "qlora")
 # Which conversation template each stage's model answers with (pretraining learns captions only).
 CONV_MODE = {"pretrain": "plain", "lora": "vicuna_v1", "qlora": "vicuna_v1"}
 
@@ -53,6 +54,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a few steps and questions per stage (smoke test)"
     )
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        choices=STAGES,
+        default=list(STAGES),
+        help="which stages to run, in order (each fine-tune needs the pretrain stage's projector)",
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     schedule = QUICK_SCHEDULE if args.quick else FULL_SCHEDULE
 
     rows, curves = [], {}
-    for stage in ("pretrain", "lora", "qlora"):
+    for stage in args.stages:
         output_dir = args.out / stage
         extra = (
             {}

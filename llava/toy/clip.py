@@ -4,6 +4,13 @@ Saved as a full ``CLIPModel`` (vision + text towers) with a ``CLIPImageProcessor
 resize + centre crop to the image size), so ``CLIPVisionModel.from_pretrained`` and
 ``CLIPImageProcessor.from_pretrained`` on the folder behave as on ``openai/clip-vit-*``.
 
+Besides the contrastive loss, linear heads on every patch token of the layer LLaVA reads
+(``mm_vision_select_layer`` -2) learn to predict the scene's colour, shape, position and count; the heads
+are dropped after training. Contrastive training alone leaves "where" and "how many" spread across
+patches (a probe on all 64 tokens side by side reads them, one on any single token or on their mean does
+not), and a 2-layer toy LM cannot learn to gather them in a few hundred steps; with the dense objective
+every token carries the whole scene, much as the patch tokens of a large CLIP carry global context.
+
 The text tower reads the world's SentencePiece ids followed by one extra end-of-text id (the last id of its
 vocabulary, as ``<|endoftext|>`` is in OpenAI's CLIP); its ``eos_token_id`` names that id so the pooled
 text feature is read at the end-of-text position.
@@ -22,6 +29,7 @@ import torch
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 
+from llava.toy.scenes import ATTRIBUTE_VALUES
 from llava.toy.tokenizer import BOS_ID
 
 
@@ -32,7 +40,7 @@ class ClipSpec:
     image_size: int = 64
     patch_size: int = 8
     vision_hidden_size: int = 64
-    vision_layers: int = 3
+    vision_layers: int = 4
     vision_heads: int = 4
     vision_intermediate_size: int = 256
     text_hidden_size: int = 64
@@ -42,9 +50,12 @@ class ClipSpec:
     text_max_length: int = 32
     projection_dim: int = 64
     batch_size: int = 128
-    steps: int = 300
+    steps: int = 400
     learning_rate: float = 2e-3
     hard_fraction: float = 0.5
+    # Dense attribute loss on the patch tokens of hidden_states[dense_layer] (LLaVA's select layer).
+    dense_weight: float = 3.0
+    dense_layer: int = -2
 
 
 def build_config(text_vocab_size: int, spec: ClipSpec) -> CLIPConfig:
@@ -164,6 +175,32 @@ def contrastive_loss(logits_per_image: torch.Tensor, keys: torch.Tensor) -> torc
     return (image_loss + text_loss) / 2
 
 
+class DenseAttributeHeads(torch.nn.Module):
+    """One linear classifier per attribute, applied to every patch token."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleList(
+            torch.nn.Linear(hidden_size, len(values)) for values in ATTRIBUTE_VALUES.values()
+        )
+
+    def loss(self, patch_tokens: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of every token's prediction of every attribute of its image.
+
+        Args:
+            patch_tokens: (B, P, D) patch tokens (CLS dropped).
+            keys: (B, n_attributes) attribute codes of each image.
+        """
+        n_patches = patch_tokens.shape[1]
+        losses = [
+            torch.nn.functional.cross_entropy(
+                head(patch_tokens).flatten(0, 1), keys[:, a].repeat_interleave(n_patches)
+            )
+            for a, head in enumerate(self.heads)
+        ]
+        return torch.stack(losses).mean()
+
+
 def train(
     model: CLIPModel,
     images: torch.Tensor,
@@ -173,7 +210,7 @@ def train(
     seed: int,
     log: Callable[[str], None] = print,
 ) -> list[float]:
-    """Contrastive training with hard-negative batches (AdamW, warmup + cosine).
+    """Contrastive training with hard-negative batches plus the dense attribute loss (AdamW, warmup + cosine).
 
     Args:
         model: the freshly initialised CLIP (trained in place).
@@ -185,7 +222,7 @@ def train(
         log: progress printer.
 
     Returns:
-        The loss of every step.
+        The total loss of every step.
     """
     sampler = HardNegativeBatches(
         keys,
@@ -195,7 +232,10 @@ def train(
         seed=seed,
     )
     key_tensor = torch.from_numpy(keys)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.05)
+    dense_heads = DenseAttributeHeads(spec.vision_hidden_size)
+    optimizer = torch.optim.AdamW(
+        [*model.parameters(), *dense_heads.parameters()], lr=spec.learning_rate, weight_decay=0.05
+    )
     warmup = max(1, spec.steps // 10)
 
     def lr_factor(step: int) -> float:
@@ -208,15 +248,21 @@ def train(
     losses = []
     for step in range(spec.steps):
         idx = torch.from_numpy(sampler.sample(spec.batch_size))
-        out = model(input_ids=captions[idx], pixel_values=normalize(images[idx]))
-        loss = contrastive_loss(out.logits_per_image, key_tensor[idx])
+        out = model(input_ids=captions[idx], pixel_values=normalize(images[idx]), output_hidden_states=True)
+        patch_tokens = out.vision_model_output.hidden_states[spec.dense_layer][:, 1:]
+        contrastive = contrastive_loss(out.logits_per_image, key_tensor[idx])
+        dense = dense_heads.loss(patch_tokens, key_tensor[idx])
+        loss = contrastive + spec.dense_weight * dense
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
         if step % 50 == 0 or step == spec.steps - 1:
-            log(f"    clip step {step:4d}/{spec.steps}  loss {loss.item():.3f}")
+            log(
+                f"    clip step {step:4d}/{spec.steps}  contrastive {contrastive.item():.3f}"
+                f"  dense {dense.item():.3f}"
+            )
     model.eval()
     return losses
 

@@ -8,7 +8,6 @@ plus LLM can read out of them; the mean-pooled variant shows what survives avera
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -16,15 +15,14 @@ from transformers import CLIPVisionModel
 
 from llava.toy.clip import normalize
 from llava.toy.language import CATEGORIES
-from llava.toy.scenes import COLOR_NAMES, COUNTS, POSITIONS, SHAPES, Scene
-
-_VALUES = MappingProxyType({"color": COLOR_NAMES, "shape": SHAPES, "position": POSITIONS, "count": COUNTS})
+from llava.toy.scenes import ATTRIBUTE_VALUES, Scene
 
 
 def attribute_codes(scenes: Sequence[Scene]) -> np.ndarray:
     """(N, 4) int codes of colour, shape, position and count (column order of ``CATEGORIES``)."""
     return np.asarray(
-        [[_VALUES[c].index(scene.attributes()[c]) for c in CATEGORIES] for scene in scenes], dtype=np.int64
+        [[ATTRIBUTE_VALUES[c].index(scene.attributes()[c]) for c in CATEGORIES] for scene in scenes],
+        dtype=np.int64,
     )
 
 

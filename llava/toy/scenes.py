@@ -32,6 +32,10 @@ SHAPES = ("circle", "square", "triangle", "star", "cross")
 POSITIONS = ("left", "right", "top", "bottom", "center")
 COUNTS = (1, 2, 3, 4)
 ATTRIBUTES = ("color", "shape", "position", "count")
+# The values each attribute takes, in code order (attribute codes index these tuples).
+ATTRIBUTE_VALUES = MappingProxyType(
+    {"color": COLOR_NAMES, "shape": SHAPES, "position": POSITIONS, "count": COUNTS}
+)
 
 # Where the centre of a group goes (x, y in pixels of the final image).
 PATCH = 8

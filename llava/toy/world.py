@@ -30,7 +30,7 @@ from llava.toy.scenes import Scene, render_scene, sample_scenes
 from llava.toy.tokenizer import load_processor, save_llama_tokenizer, train_sentencepiece
 
 # Bump whenever the world's content or layout changes: cached worlds of another version are rebuilt.
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 MANIFEST_FILE = "manifest.json"
 # Torch ops are run on this many threads during the build: results are reproducible for a fixed count.
 BUILD_THREADS = 2
@@ -261,17 +261,22 @@ def _build(root: Path, seed: int, spec: WorldSpec, log: Callable[[str], None]) -
         vision = CLIPVisionModel.from_pretrained(paths.clip_dir).eval()
         n = spec.n_probe_train
         held_out = sample_scenes(stream(seed, "probe_scenes"), spec.n_probe_test)
-        accuracy = probe.probe(vision, clip_images[:n], clip_scenes[:n], _image_array(held_out), held_out)
+        test_images = _image_array(held_out)
+        accuracy = {
+            pooling: probe.probe(
+                vision, clip_images[:n], clip_scenes[:n], test_images, held_out, pooling=pooling
+            )
+            for pooling in ("flatten", "mean")
+        }
         stats["clip_probe"] = {
             "select_layer": -2,
-            "pooling": "flatten",
             "n_train": n,
             "n_test": len(held_out),
-            "accuracy": {k: round(v, 4) for k, v in accuracy.items()},
+            "accuracy": {
+                pooling: {k: round(v, 4) for k, v in scores.items()} for pooling, scores in accuracy.items()
+            },
         }
-        log(
-            f"[toy] CLIP linear probe on held-out images (layer -2, flattened patches): {stats['clip_probe']}"
-        )
+        log(f"[toy] CLIP probes on held-out images (layer -2, flattened / averaged patches): {accuracy}")
 
     stats["counts"] = {
         "train_images": len(train_scenes),
