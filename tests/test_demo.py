@@ -89,3 +89,25 @@ def test_science_qa_report_on_the_toy_split(demo, toy_world, tmp_path):
     for column in ("NAT", "SOC", "LAN", "TXT", "IMG", "NO", "G1-6", "G7-12"):
         assert column in report.stdout
     assert len(read_jsonl(answers)) == len(json.loads((sqa / "llava_test_CQM-A.json").read_text()))
+
+
+def test_stages_reruns_one_fine_tune_on_the_saved_projector(demo, toy_world):
+    out, _ = demo
+    projector_before = (out / "pretrain" / "mm_projector.bin").read_bytes()
+    run(
+        "-m", "llava.demo", "--quick", "--out", str(out), "--world", str(toy_world.root),
+        "--stages", "lora",
+    )  # fmt: skip
+    results = json.loads((out / "results.json").read_text())["stages"]
+    assert [row["stage"] for row in results] == ["lora"]
+    assert (out / "pretrain" / "mm_projector.bin").read_bytes() == projector_before
+
+
+def test_fine_tune_stage_without_a_projector_is_refused_up_front(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "llava.demo", "--out", str(tmp_path), "--stages", "qlora"],
+        cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert str(tmp_path / "pretrain" / "mm_projector.bin") in result.stderr
+    assert not (tmp_path / "qlora").exists()

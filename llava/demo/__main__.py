@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> None:
         help="which stages to run, in order (each fine-tune needs the pretrain stage's projector)",
     )
     args = parser.parse_args(argv)
+    projector = args.out / "pretrain" / "mm_projector.bin"
+    if "pretrain" not in args.stages and not projector.is_file():
+        parser.error(f"--stages {' '.join(args.stages)} needs {projector}: run the pretrain stage first")
 
     started = time.perf_counter()
     print(f"[demo] toy world: {args.world}", flush=True)
@@ -74,11 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     rows, curves = [], {}
     for stage in args.stages:
         output_dir = args.out / stage
-        extra = (
-            {}
-            if stage == "pretrain"
-            else {"pretrain_mm_mlp_adapter": args.out / "pretrain" / "mm_projector.bin"}
-        )
+        extra = {} if stage == "pretrain" else {"pretrain_mm_mlp_adapter": projector}
         print(f"\n[demo] === {stage}: training ===", flush=True)
         run = run_module(
             "llava.train.train", toy_recipe(world, stage, output_dir, **schedule[stage], **extra)
