@@ -272,6 +272,8 @@ def auto_conv_mode(model_name: str, config: Any = None) -> str:
 def pick_conv_mode(requested: str | None, model_name: str, config: Any = None) -> str:
     """`requested` if given (warning, as upstream, when it differs from the auto pick), else the auto pick.
 
+    Two names of one template (`v1` and `vicuna_v1`) do not differ: only a different prompt is warned about.
+
     Raises:
         ValueError: when `requested` names no template.
     """
@@ -282,7 +284,7 @@ def pick_conv_mode(requested: str | None, model_name: str, config: Any = None) -
         raise ValueError(
             f"--conv-mode {requested!r} is not a conversation template; known: {sorted(conv_templates)}"
         )
-    if requested != auto:
+    if conv_templates[requested] != conv_templates[auto]:
         logger.warning(
             "[WARNING] the auto inferred conversation mode is %s, while `--conv-mode` is %s, using %s",
             auto,

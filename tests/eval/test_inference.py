@@ -117,6 +117,10 @@ def test_explicit_conv_mode_wins_and_warns_when_it_differs(caplog):
         assert pick_conv_mode("vicuna_v1", "llava-v1.5-7b") == "vicuna_v1"
     assert "the auto inferred conversation mode is llava_v1, while `--conv-mode` is vicuna_v1" in caplog.text
     assert pick_conv_mode(None, "llava-v1.5-7b") == "llava_v1"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # another name of the template training recorded
+        assert pick_conv_mode("vicuna_v1", "my-model", SimpleNamespace(conv_mode="v1")) == "vicuna_v1"
+    assert caplog.text == ""
     with pytest.raises(ValueError, match="not a conversation template"):
         pick_conv_mode("vicuna", "llava-v1.5-7b")
 
