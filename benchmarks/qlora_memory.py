@@ -31,7 +31,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -41,16 +40,14 @@ import time
 from functools import partial
 from pathlib import Path
 
-import bitsandbytes
-import peft
 import torch
 import transformers
+from results_file import machine_line, update_results
 from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024**2
 SECTION_TITLE = "## QLoRA memory ({model} LM)"
-RESULTS_TITLE = "# Benchmark results"
 SEED = 0
 
 
@@ -447,23 +444,6 @@ def summary(results: list[dict]) -> str:
     )
 
 
-def machine_line() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        f.seek(0)
-        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    if names:
-        cpu = names[0]
-    bf16 = [flag for flag in ("avx512_bf16", "amx_bf16") if flag in flags]
-    cpu += f", bf16 in hardware: {'/'.join(bf16)}" if bf16 else ", no bf16 instructions"
-    return (
-        f"{len(os.sched_getaffinity(0))} CPU cores ({cpu}), no GPU; Python {platform.python_version()}, "
-        f"torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, "
-        f"bitsandbytes {bitsandbytes.__version__}"
-    )
-
-
 def render_section(model_name: str, llm_dir: Path, results: list[dict], command: str, threads: int) -> str:
     first = results[0]
     batch = "x".join(map(str, first["batch_input_ids"]))
@@ -504,19 +484,6 @@ def render_section(model_name: str, llm_dir: Path, results: list[dict], command:
         "",
     ]
     return "\n".join(lines)
-
-
-def update_results(path: Path, title: str, section: str) -> None:
-    """Replace the section headed `title` in `path` (appending it when absent); other sections stay."""
-    text = path.read_text() if path.exists() else f"{RESULTS_TITLE}\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip("\n") == title), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        text = "".join(lines[:start]) + section + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 # ---- entry point ------------------------------------------------------------------------------------
