@@ -20,10 +20,10 @@ from llava.toy import ensure_world
 
 # Toy-sized schedules: long enough to learn the world, short enough for a laptop CPU.
 _FINETUNE = {
-    "max_steps": 300,
+    "max_steps": 450,
     "per_device_train_batch_size": 16,
     "learning_rate": 2e-3,
-    "save_steps": 300,
+    "save_steps": 450,
     "lora_r": 64,
     "lora_alpha": 128,
     "mm_projector_lr": 1e-3,
