@@ -18,7 +18,6 @@ text feature is read at the end-of-text position.
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 
 from llava.toy.scenes import ATTRIBUTE_VALUES
+from llava.toy.schedule import warmup_cosine
 from llava.toy.tokenizer import BOS_ID
 
 
@@ -236,14 +236,7 @@ def train(
     optimizer = torch.optim.AdamW(
         [*model.parameters(), *dense_heads.parameters()], lr=spec.learning_rate, weight_decay=0.05
     )
-    warmup = max(1, spec.steps // 10)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, spec.steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = warmup_cosine(optimizer, spec.steps, floor=0.05)
     model.train()
     losses = []
     for step in range(spec.steps):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from llava.toy.corpus import EOS_TEXT
+from llava.toy.schedule import warmup_cosine
 from llava.toy.tokenizer import BOS_ID, EOS_ID, load_processor
 
 
@@ -100,14 +100,7 @@ def pretrain(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95)
     )
-    warmup = max(1, spec.steps // 10)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, spec.steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scheduler = warmup_cosine(optimizer, spec.steps, floor=0.1)
     model.train()
     losses = []
     for step in range(spec.steps):
