@@ -1,7 +1,9 @@
-"""Fixtures shared by every test area: the toy world and the real LLaMA-2 tokenizer."""
+"""Fixtures shared by every test area: the toy world, a tiny LLaVA checkpoint built from it, and the real
+LLaMA-2 tokenizer."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -19,6 +21,18 @@ def toy_world():
     from llava.toy import ensure_world
 
     return ensure_world(TOY_WORLD_DIR, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(toy_world, tmp_path_factory) -> Path:
+    """A full-weights LLaVA checkpoint (toy LLM + toy CLIP, fresh projector) named like a v1 model."""
+    # tests/eval is not a package: load its builder by path.
+    spec = importlib.util.spec_from_file_location(
+        "_tests_tiny_llava", Path(__file__).parent / "eval" / "tiny_llava.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.shared_tiny_llava(tmp_path_factory.getbasetemp(), toy_world.llm_dir, toy_world.clip_dir)
 
 
 @pytest.fixture(scope="session")

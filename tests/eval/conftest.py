@@ -1,28 +1,9 @@
-"""Fixtures of the inference tests: a tiny LLaVA checkpoint built from the toy world."""
+"""Fixtures of the inference tests (the tiny LLaVA checkpoint is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
-
-
-def _tiny_llava_module():
-    # Test folders are not packages: load the builder by path (tests/serve does the same).
-    path = Path(__file__).with_name("tiny_llava.py")
-    spec = importlib.util.spec_from_file_location("_tests_tiny_llava", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def tiny_llava_dir(toy_world, tmp_path_factory) -> Path:
-    """A full-weights LLaVA checkpoint (toy LLM + toy CLIP, fresh projector) named like a v1 model."""
-    base = tmp_path_factory.getbasetemp()
-    return _tiny_llava_module().shared_tiny_llava(base, toy_world.llm_dir, toy_world.clip_dir)
 
 
 @pytest.fixture(autouse=True)
