@@ -15,7 +15,7 @@ from llava.demo.recipes import toy_recipe as recipe_args
 from llava.model.builder import load_pretrained_model
 from llava.train.args import ArgumentError
 from llava.train.train import build_model_and_tokenizer, parse_arguments, train
-from tests.train.helpers import fixed_batch, logits_of
+from tests.train.helpers import fixed_batch, logits_of, merge_lora_with_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUANTIZED_TYPES = {4: bnb.nn.Linear4bit, 8: bnb.nn.Linear8bitLt}
@@ -88,20 +88,7 @@ def test_qlora_merge_gives_a_16bit_model_close_to_the_adapter(qlora_run, toy_wor
     trainer, output_dir = qlora_run
     batch = fixed_batch(trainer)
     merged_dir = tmp_path / "merged"
-    subprocess.run(
-        [
-            sys.executable,
-            "scripts/merge_lora_weights.py",
-            "--model-path",
-            str(output_dir),
-            "--model-base",
-            str(toy_world.llm_dir),
-            "--save-model-path",
-            str(merged_dir),
-        ],
-        cwd=REPO_ROOT,
-        check=True,
-    )
+    merge_lora_with_script(output_dir, toy_world.llm_dir, merged_dir)
     _, merged, _, _ = load_pretrained_model(str(merged_dir), None, "merged", device_map="cpu", device="cpu")
     assert not any(isinstance(m, (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)) for m in merged.modules())
     # The adapter was trained against 4-bit weights and is merged into the unquantized base: close, not equal.

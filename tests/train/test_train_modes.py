@@ -16,7 +16,7 @@ from llava.demo.recipes import toy_recipe as recipe_args
 from llava.model.builder import load_pretrained_model
 from llava.train.llava_trainer import LLaVATrainer
 from llava.train.train import train
-from tests.train.helpers import fixed_batch, logits_of
+from tests.train.helpers import fixed_batch, logits_of, merge_lora_with_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINER_FILES = {"optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"}
@@ -164,20 +164,7 @@ def test_lora_reloads_and_merges_to_same_logits(lora_run, toy_world, tmp_path):
     torch.testing.assert_close(logits_of(model, batch), expected, rtol=1e-4, atol=1e-4)
 
     merged_dir = tmp_path / "merged"
-    subprocess.run(
-        [
-            sys.executable,
-            "scripts/merge_lora_weights.py",
-            "--model-path",
-            str(output_dir),
-            "--model-base",
-            str(toy_world.llm_dir),
-            "--save-model-path",
-            str(merged_dir),
-        ],
-        cwd=REPO_ROOT,
-        check=True,
-    )
+    merge_lora_with_script(output_dir, toy_world.llm_dir, merged_dir)
     _, merged, _, _ = load_pretrained_model(str(merged_dir), None, "merged", device_map="cpu", device="cpu")
     torch.testing.assert_close(logits_of(merged, batch), expected, rtol=1e-4, atol=1e-4)
 
