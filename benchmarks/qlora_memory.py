@@ -219,12 +219,15 @@ def weight_memory(model) -> dict:
 # ---- one mode, in a fresh process -------------------------------------------------------------------
 def measure(mode: Mode, llm_dir: str, world_dir: str) -> dict:
     """Build the model for `mode` through the real path, account its weights, run one training step."""
-    from llava.conversation import template_for_version
-    from llava.data import make_supervised_data_module
     from llava.demo.recipes import toy_recipe
     from llava.toy import ensure_world
     from llava.train.llava_trainer import LLaVATrainer
-    from llava.train.train import build_model_and_tokenizer, parse_arguments, save_mode_for
+    from llava.train.train import (
+        build_model_and_tokenizer,
+        data_module_from_args,
+        parse_arguments,
+        save_mode_for,
+    )
 
     inherited_ru_maxrss = ru_maxrss()
     rss_runtime = current_rss()
@@ -238,17 +241,7 @@ def measure(mode: Mode, llm_dir: str, world_dir: str) -> dict:
     page_in(model)
     peak_build, rss_built = peak_rss_since_reset(), current_rss()
 
-    data_module = make_supervised_data_module(
-        tokenizer,
-        data_path=data_args.data_path,
-        conversation=template_for_version(model_args.version),
-        image_folder=data_args.image_folder,
-        image_processor=image_processor,
-        image_aspect_ratio=data_args.image_aspect_ratio,
-        is_multimodal=True,
-        mm_use_im_start_end=model_args.mm_use_im_start_end,
-        model_max_length=training_args.model_max_length,
-    )
+    data_module = data_module_from_args(tokenizer, image_processor, model_args, data_args, training_args)
     step = StepMemory()
     trainer = LLaVATrainer(
         model=model,

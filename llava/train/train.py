@@ -138,6 +138,27 @@ def _attach_vision_modules(model, tokenizer, model_args, data_args, t, compute_d
     return vision_tower.image_processor
 
 
+def data_module_from_args(
+    tokenizer,
+    image_processor,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+) -> dict:
+    """The Trainer's dataset and collator for these flags (multimodal when the model has a vision tower)."""
+    return make_supervised_data_module(
+        tokenizer,
+        data_path=data_args.data_path,
+        conversation=template_for_version(model_args.version),
+        image_folder=data_args.image_folder,
+        image_processor=image_processor,
+        image_aspect_ratio=data_args.image_aspect_ratio,
+        is_multimodal=image_processor is not None,
+        mm_use_im_start_end=model_args.mm_use_im_start_end,
+        model_max_length=training_args.model_max_length,
+    )
+
+
 def resume_checkpoint_for(training_args: TrainingArguments) -> str | bool | None:
     """An explicit --resume_from_checkpoint, else upstream's auto-resume when checkpoints exist."""
     if training_args.resume_from_checkpoint:
@@ -153,17 +174,7 @@ def train(attn_implementation: str | None = None, args: list[str] | None = None)
     model, tokenizer, image_processor = build_model_and_tokenizer(
         model_args, data_args, training_args, attn_implementation
     )
-    data_module = make_supervised_data_module(
-        tokenizer,
-        data_path=data_args.data_path,
-        conversation=template_for_version(model_args.version),
-        image_folder=data_args.image_folder,
-        image_processor=image_processor,
-        image_aspect_ratio=data_args.image_aspect_ratio,
-        is_multimodal=image_processor is not None,
-        mm_use_im_start_end=model_args.mm_use_im_start_end,
-        model_max_length=training_args.model_max_length,
-    )
+    data_module = data_module_from_args(tokenizer, image_processor, model_args, data_args, training_args)
     trainer = LLaVATrainer(
         model=model,
         processing_class=tokenizer,
