@@ -92,12 +92,22 @@ def probe(
     Returns:
         ``{category: accuracy}`` for ``color``, ``shape``, ``position``, ``count``.
     """
+    train_tokens = patch_features(vision, train_images, select_layer)
+    test_tokens = patch_features(vision, test_images, select_layer)
+    return probe_patches(train_tokens, train_scenes, test_tokens, test_scenes, pooling)
+
+
+def probe_patches(
+    train_tokens: torch.Tensor,
+    train_scenes: Sequence[Scene],
+    test_tokens: torch.Tensor,
+    test_scenes: Sequence[Scene],
+    pooling: str = "flatten",
+) -> dict[str, float]:
+    """``probe`` on patch tokens already computed by ``patch_features`` ((N, P, D) each)."""
     if pooling not in ("flatten", "mean"):
         raise ValueError(f"Unknown probe pooling {pooling!r}; expected 'flatten' or 'mean'")
-    features = []
-    for images in (train_images, test_images):
-        tokens = patch_features(vision, images, select_layer)  # (N, P, D)
-        features.append(tokens.flatten(1) if pooling == "flatten" else tokens.mean(1))
+    features = [t.flatten(1) if pooling == "flatten" else t.mean(1) for t in (train_tokens, test_tokens)]
     train_codes, test_codes = attribute_codes(train_scenes), attribute_codes(test_scenes)
     return {
         category: ridge_probe_accuracy(features[0], train_codes[:, i], features[1], test_codes[:, i])

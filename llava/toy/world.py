@@ -261,11 +261,11 @@ def _build(root: Path, seed: int, spec: WorldSpec, log: Callable[[str], None]) -
         vision = CLIPVisionModel.from_pretrained(paths.clip_dir).eval()
         n = spec.n_probe_train
         held_out = sample_scenes(stream(seed, "probe_scenes"), spec.n_probe_test)
-        test_images = _image_array(held_out)
+        # The tower runs once; both poolings probe the same tokens.
+        train_tokens = probe.patch_features(vision, clip_images[:n])
+        test_tokens = probe.patch_features(vision, _image_array(held_out))
         accuracy = {
-            pooling: probe.probe(
-                vision, clip_images[:n], clip_scenes[:n], test_images, held_out, pooling=pooling
-            )
+            pooling: probe.probe_patches(train_tokens, clip_scenes[:n], test_tokens, held_out, pooling)
             for pooling in ("flatten", "mean")
         }
         stats["clip_probe"] = {
